@@ -1,0 +1,131 @@
+"""Typed pipeline parameters, loaded from ``params.yaml``: the one source of defaults.
+
+Every group matches a top-level key of ``params.yaml``. Unknown keys are rejected so that a typo
+in ``dvc exp run -S`` fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FetchParams(_Strict):
+    dataset: Literal["nab"] = "nab"
+    commit: str = Field("ea702d75cc2258d9d7dd35ca8e5e2539d71f3140", min_length=7)
+    retries: int = Field(3, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class PreprocessParams(_Strict):
+    # "all", a category name (e.g. "realKnownCause"), one series id
+    # (e.g. "realKnownCause/nyc_taxi"), or a list of categories and/or series ids.
+    series: str | list[str] = "all"
+    disorder: Literal["keep", "error"] = "keep"
+    max_nan_run: int = Field(10, ge=0)
+    gap_factor: float = Field(3.0, gt=1.0)
+
+
+class SplitParams(_Strict):
+    protocol: Literal["nab", "fractions"] = "nab"
+    # nab protocol: the last `val_fraction` of the probationary period is the validation set.
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # fractions protocol: train = first train_fraction, validation = next validation_fraction.
+    train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _fractions_leave_a_test_part(self) -> SplitParams:
+        if self.train_fraction + self.validation_fraction >= 1.0:
+            raise ValueError("split.train_fraction + split.validation_fraction must be < 1")
+        return self
+
+
+class WindowParams(_Strict):
+    length: int = Field(32, ge=2)
+    stride: int = Field(1, ge=1)
+
+
+class ModelParams(_Strict):
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden: int = Field(64, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainParams(_Strict):
+    seed: int = 42
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    patience: int = Field(5, ge=1)
+    threads: int = Field(2, ge=1)
+    min_windows: int = Field(16, ge=1)
+
+
+class ThresholdParams(_Strict):
+    method: Literal["quantile", "gaussian", "max"] = "quantile"
+    quantile: float = Field(0.99, gt=0.0, le=1.0)
+    k: float = Field(3.0, gt=0.0)
+    factor: float = Field(1.5, gt=0.0)
+
+
+class EvaluateParams(_Strict):
+    reduce: Literal["mean", "last", "max"] = "mean"
+    batch_size: int = Field(4096, ge=1)
+    threshold: ThresholdParams = ThresholdParams()
+    curve_points: int = Field(200, ge=10)
+
+
+class PlotParams(_Strict):
+    showcase: str = "realKnownCause/nyc_taxi"
+    examples: int = Field(3, ge=1)
+    dpi: int = Field(80, ge=30)
+
+
+class PackageParams(_Strict):
+    model_name: str = Field("rnnad_nab", pattern=r"^[a-z0-9_\-]+$")
+    atol: float = Field(1e-5, gt=0)
+    parity_windows: int = Field(256, ge=1)
+    build_bento: bool = True
+
+
+class Params(_Strict):
+    fetch: FetchParams = FetchParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    split: SplitParams = SplitParams()
+    window: WindowParams = WindowParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    plot: PlotParams = PlotParams()
+    package: PackageParams = PackageParams()
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or has invalid values."""
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; errors name the file and the offending key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ParamsError(f"{path}: not found") from exc
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from exc

@@ -1,0 +1,5 @@
+"""Datasets: a common Series type, fetching with checksums and the mirror, one module per dataset."""
+
+from rnnad.datasets.series import DataError, Series
+
+__all__ = ["DataError", "Series"]

@@ -1,0 +1,117 @@
+"""The Numenta Anomaly Benchmark: 58 univariate series in 7 categories, with labelled windows.
+
+Upstream: https://github.com/numenta/NAB (MIT), files fetched at a pinned commit and verified
+against ``rnnad/manifests/nab.tsv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+from rnnad.datasets.csvfile import read_timeseries_csv
+from rnnad.datasets.fetch import fetch_files, read_manifest
+from rnnad.datasets.series import DataError, Series, labels_from_windows
+
+NAME = "nab"
+RAW_URL = "https://raw.githubusercontent.com/numenta/NAB/{commit}/{path}"
+WINDOWS_FILE = "labels/combined_windows.json"
+
+
+def manifest_path() -> Path:
+    return Path(str(resources.files("rnnad") / "manifests" / "nab.tsv"))
+
+
+def fetch(dest: Path, commit: str, *, retries: int = 3, timeout_s: float = 60.0) -> list[Path]:
+    """Fetch every NAB file in the manifest into ``dest`` (checksums verified)."""
+    entries = read_manifest(manifest_path())
+    return fetch_files(
+        entries,
+        dest,
+        NAME,
+        lambda p: RAW_URL.format(commit=commit, path=p),
+        retries=retries,
+        timeout_s=timeout_s,
+    )
+
+
+def probation_length(n: int) -> int:
+    """NAB's probationary period: the first 15% of a file, at most 750 records."""
+    return min(math.floor(0.15 * n), 750)
+
+
+def available_series(raw: Path) -> list[str]:
+    """Series ids (``category/name``) present in ``raw/data``, sorted."""
+    return sorted(
+        f"{p.parent.name}/{p.stem}" for p in (raw / "data").glob("*/*.csv") if p.is_file()
+    )
+
+
+def select_series(available: list[str], selection: str | list[str]) -> list[str]:
+    """Resolve ``preprocess.series``: 'all', a category, a series id, or a list of those."""
+    wanted = [selection] if isinstance(selection, str) else list(selection)
+    if not wanted:
+        raise DataError("preprocess.series: empty selection")
+    categories = sorted({s.split("/")[0] for s in available})
+    chosen: list[str] = []
+    for item in wanted:
+        item = item.removesuffix(".csv")
+        if item == "all":
+            matches = available
+        elif item in categories:
+            matches = [s for s in available if s.split("/")[0] == item]
+        elif item in available:
+            matches = [item]
+        else:
+            by_name = [s for s in available if s.split("/")[1] == item]
+            if len(by_name) != 1:
+                raise DataError(
+                    f"preprocess.series: unknown series or category {item!r}; categories: "
+                    f"{', '.join(categories)}; series ids look like 'realKnownCause/nyc_taxi'"
+                )
+            matches = by_name
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def load_windows(raw: Path) -> dict[str, list[list[str]]]:
+    path = raw / WINDOWS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read label windows: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected an object mapping '<category>/<file>.csv' to windows")
+    return data
+
+
+def load_series(
+    raw: Path,
+    series_id: str,
+    windows: dict[str, list[list[str]]],
+    *,
+    max_nan_run: int,
+    disorder: str,
+    gap_factor: float,
+) -> Series:
+    path = raw / "data" / f"{series_id}.csv"
+    ts, values, report = read_timeseries_csv(
+        path,
+        value_columns=["value"],
+        max_nan_run=max_nan_run,
+        disorder=disorder,
+        gap_factor=gap_factor,
+    )
+    key = f"{series_id}.csv"
+    if key not in windows:
+        raise DataError(f"{raw / WINDOWS_FILE}: no entry for '{key}'")
+    labels, ranges = labels_from_windows(ts, [tuple(w) for w in windows[key]])
+    if len(ranges) != len(windows[key]):
+        raise DataError(
+            f"{raw / WINDOWS_FILE}: a window of '{key}' lies outside the series' time range"
+        )
+    report["windows"] = len(ranges)
+    report["labelled_points"] = int(labels.sum())
+    return Series(series_id, ts, values, labels, ranges, report)

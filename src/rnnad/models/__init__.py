@@ -1,0 +1,1 @@
+"""The recurrent encoder-decoder and its training loop (torch; not used by the service)."""

@@ -1,0 +1,43 @@
+"""EncDec-AD (Malhotra et al. 2016): an RNN encoder compresses a window into its final state; an
+RNN decoder started from that state reconstructs the window in reverse order (last point first).
+
+Unlike the paper's decoder, which is fed the previous point (the true one in training, its own
+prediction at inference), ours is fed zeros in training and inference alike: the encoder's state
+is the only path for information, and training and scoring run the same computation (which also
+exports to ONNX as one graph without a Python loop).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnad.config import ModelParams
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class EncDecAD(nn.Module):
+    def __init__(
+        self, channels: int, hidden: int, layers: int = 1, cell: str = "lstm", dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"model.cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        rnn = _CELLS[cell]
+        drop = dropout if layers > 1 else 0.0
+        self.channels = channels
+        self.encoder = rnn(channels, hidden, num_layers=layers, batch_first=True, dropout=drop)
+        self.decoder = rnn(channels, hidden, num_layers=layers, batch_first=True, dropout=drop)
+        self.output = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, length, channels] -> reconstruction of the same shape, in input order."""
+        _, state = self.encoder(x)
+        out, _ = self.decoder(torch.zeros_like(x), state)
+        reversed_recon = self.output(out)  # step j reconstructs x[L-1-j]
+        return torch.flip(reversed_recon, dims=[1])
+
+
+def build_model(channels: int, params: ModelParams) -> EncDecAD:
+    return EncDecAD(channels, params.hidden, params.layers, params.cell, params.dropout)

@@ -1,0 +1,28 @@
+"""Save and load trained models: weights as a torch state dict (loaded with weights_only=True,
+so no pickled code runs) next to a JSON spec with everything needed to rebuild and score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnad.config import ModelParams
+from rnnad.io import atomic_path, read_json, series_filename, write_json
+from rnnad.models.encdec import EncDecAD, build_model
+
+
+def save_model(directory: Path, series_id: str, model: EncDecAD, spec: dict[str, Any]) -> None:
+    with atomic_path(directory / series_filename(series_id, ".pt")) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_json(directory / series_filename(series_id, ".json"), spec)
+
+
+def load_model(directory: Path, series_id: str) -> tuple[EncDecAD, dict[str, Any]]:
+    spec = read_json(directory / series_filename(series_id, ".json"))
+    model = build_model(int(spec["channels"]), ModelParams(**spec["model"]))
+    state = torch.load(directory / series_filename(series_id, ".pt"), weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model, spec

@@ -1,0 +1,99 @@
+"""Training loop: Adam on MSE, early stopping on validation loss, best weights restored."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnad.config import TrainParams
+
+
+class TrainingError(RuntimeError):
+    """Training could not produce a usable model (too little data, divergence)."""
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _loss(model: nn.Module, x: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            total += float(nn.functional.mse_loss(model(xb), xb, reduction="sum"))
+    return total / x.numel()
+
+
+def fit(
+    model: nn.Module,
+    train_windows: np.ndarray,
+    val_windows: np.ndarray,
+    params: TrainParams,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on [N, L, C] windows; returns the best epoch's record."""
+    if len(train_windows) < params.min_windows:
+        raise TrainingError(
+            f"{len(train_windows)} training windows, fewer than train.min_windows="
+            f"{params.min_windows}: the training period is too short for window.length"
+        )
+    if len(val_windows) == 0:
+        raise TrainingError("no validation window: the validation period is too short")
+    generator = torch.Generator().manual_seed(params.seed)
+    x_train = torch.from_numpy(np.ascontiguousarray(train_windows, dtype=np.float32))
+    x_val = torch.from_numpy(np.ascontiguousarray(val_windows, dtype=np.float32))
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
+    best = TrainResult(best_epoch=-1, best_val_loss=float("inf"))
+    best_state = copy.deepcopy(model.state_dict())
+    stale = 0
+    for epoch in range(params.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for i in range(0, len(order), params.batch_size):
+            xb = x_train[order[i : i + params.batch_size]]
+            optimiser.zero_grad()
+            loss = nn.functional.mse_loss(model(xb), xb)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {float(loss)} at epoch {epoch}; lower train.lr")
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            optimiser.step()
+            total += float(loss) * len(xb)
+        train_loss = total / len(x_train)
+        val_loss = _loss(model, x_val, params.batch_size)
+        best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if on_epoch is not None:
+            on_epoch(epoch, train_loss, val_loss)
+        if val_loss < best.best_val_loss:
+            best.best_epoch, best.best_val_loss = epoch, val_loss
+            best_state = copy.deepcopy(model.state_dict())
+            stale = 0
+        else:
+            stale += 1
+            if stale >= params.patience:
+                break
+    if best.best_epoch < 0:
+        raise TrainingError("validation loss was never finite")
+    model.load_state_dict(best_state)
+    model.eval()
+    return best

@@ -1,0 +1,10 @@
+"""DVC stage preprocess: parse and validate the selected series, build per-point labels."""
+
+from pathlib import Path
+
+from rnnad.cli import run_stage
+from rnnad.pipeline import preprocess_stage
+
+if __name__ == "__main__":
+    run_stage("preprocess", lambda p: preprocess_stage(p, Path("data/raw/nab"),
+                                                       Path("data/processed")))
