@@ -74,11 +74,11 @@ def fit(
             optimiser.zero_grad()
             loss = nn.functional.mse_loss(model(xb), xb)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {float(loss)} at epoch {epoch}; lower train.lr")
+                raise TrainingError(f"loss became {loss.item()} at epoch {epoch}; lower train.lr")
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
             optimiser.step()
-            total += float(loss) * len(xb)
+            total += loss.item() * len(xb)
         train_loss = total / len(x_train)
         val_loss = _loss(model, x_val, params.batch_size)
         best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
