@@ -11,7 +11,9 @@ from rnnad.datasets.fetch import FetchError
 from rnnad.datasets.series import DataError
 
 # Errors caused by input or configuration: print the message, not a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, FetchError, DataError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ParamsError, FetchError, DataError, ValueError, OverflowError,
+)
 
 
 def run_stage(name: str, body: Callable[[Params], None], params_path: str = "params.yaml") -> None:

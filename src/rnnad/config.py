@@ -62,10 +62,10 @@ class ModelParams(_Strict):
 
 class TrainParams(_Strict):
     seed: int = 42
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(50, ge=1)
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    patience: int = Field(5, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    patience: int = Field(8, ge=1)
     threads: int = Field(2, ge=1)
     min_windows: int = Field(16, ge=1)
 

@@ -70,9 +70,12 @@ def curves(labels: np.ndarray, scores: np.ndarray, points: int) -> dict[str, lis
     fpr, tpr = _thin(fpr, tpr, points)
     recall, precision = _thin(recall[::-1], precision[::-1], points)
     return {
-        "roc": [{"fpr": round(float(a), 6), "tpr": round(float(b), 6)} for a, b in zip(fpr, tpr)],
+        "roc": [
+            {"fpr": round(float(a), 6), "tpr": round(float(b), 6)}
+            for a, b in zip(fpr, tpr, strict=True)
+        ],
         "pr": [
             {"recall": round(float(a), 6), "precision": round(float(b), 6)}
-            for a, b in zip(recall, precision)
+            for a, b in zip(recall, precision, strict=True)
         ],
     }

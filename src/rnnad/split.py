@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from rnnad.config import SplitParams
-from rnnad.datasets.nab import probation_length
+
+
+def probation_length(n: int) -> int:
+    """NAB's probationary period: the first 15% of a file, at most 750 records."""
+    return min(math.floor(0.15 * n), 750)
 
 
 class SplitError(ValueError):
@@ -33,8 +38,9 @@ def make_split(n: int, params: SplitParams, series_id: str = "") -> Split:
         val = max(1, round(params.val_fraction * learn))
         split = Split(n=n, train_end=learn - val, val_end=learn)
     else:
-        train_end = int(params.train_fraction * n)
-        val_end = int((params.train_fraction + params.validation_fraction) * n)
+        # floor, tolerating float round-off: (0.7 + 0.2) * 1000 is 899.99999999999989
+        train_end = math.floor(params.train_fraction * n + 1e-9)
+        val_end = math.floor((params.train_fraction + params.validation_fraction) * n + 1e-9)
         split = Split(n=n, train_end=train_end, val_end=val_end)
     if not 0 < split.train_end < split.val_end < n:
         raise SplitError(
@@ -67,7 +73,7 @@ class Scaler:
         x = np.asarray(values, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.mean):
             raise ValueError(f"expected [time, {len(self.mean)}] values, got {x.shape}")
-        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        return (x - np.asarray(self.mean)) / np.asarray(self.std)
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}

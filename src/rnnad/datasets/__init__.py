@@ -1,4 +1,4 @@
-"""Datasets: a common Series type, fetching with checksums and the mirror, one module per dataset."""
+"""Datasets: a common Series type, fetching with checksums and the mirror, a module per dataset."""
 
 from rnnad.datasets.series import DataError, Series
 

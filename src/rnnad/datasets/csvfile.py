@@ -1,4 +1,4 @@
-"""Read a timestamped CSV into validated timestamps and values, with errors naming file/column/row."""
+"""Read a timestamped CSV into validated timestamps and values; errors name file, column and row."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ a failed or corrupted transfer leaves no file behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -43,7 +44,11 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
         if not line.strip():
             continue
         parts = line.split("\t")
-        if len(parts) != 3 or len(parts[2]) != 64:
+        if (
+            len(parts) != 3
+            or re.fullmatch(r"[0-9]+", parts[1]) is None
+            or re.fullmatch(r"[0-9a-fA-F]{64}", parts[2]) is None
+        ):
             raise FetchError(f"{path}:{lineno}: expected 'path<TAB>size<TAB>sha256', got {line!r}")
         entries.append(ManifestEntry(parts[0], int(parts[1]), parts[2].lower()))
     if not entries:
@@ -117,7 +122,8 @@ def fetch_files(
                         break
                     except requests.RequestException as exc:
                         last_error = exc
-                        time.sleep(min(2**attempt, 5))
+                        if attempt + 1 < retries:
+                            time.sleep(min(2**attempt, 5))
                 if last_error is not None:
                     raise FetchError(
                         f"could not download {url} after {retries} attempts ({last_error}). "

@@ -7,7 +7,6 @@ against ``rnnad/manifests/nab.tsv``.
 from __future__ import annotations
 
 import json
-import math
 from importlib import resources
 from pathlib import Path
 
@@ -35,11 +34,6 @@ def fetch(dest: Path, commit: str, *, retries: int = 3, timeout_s: float = 60.0)
         retries=retries,
         timeout_s=timeout_s,
     )
-
-
-def probation_length(n: int) -> int:
-    """NAB's probationary period: the first 15% of a file, at most 750 records."""
-    return min(math.floor(0.15 * n), 750)
 
 
 def available_series(raw: Path) -> list[str]:

@@ -116,7 +116,8 @@ def check_timestamps(
     """
     ts = timestamps.astype("datetime64[ns]").astype(np.int64)
     if len(ts) < 2:
-        return {"median_step_s": None, "duplicates": 0, "backward_steps": 0, "gaps": 0}
+        return {"median_step_s": None, "duplicates": 0, "backward_steps": 0,
+                "irregular_steps": 0, "gaps": 0}
     steps = np.diff(ts)
     duplicates = int((steps == 0).sum())
     backward = int((steps < 0).sum())

@@ -9,6 +9,10 @@ exports to ONNX as one graph without a Python loop).
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +41,18 @@ class EncDecAD(nn.Module):
         out, _ = self.decoder(torch.zeros_like(x), state)
         reversed_recon = self.output(out)  # step j reconstructs x[L-1-j]
         return torch.flip(reversed_recon, dims=[1])
+
+
+def reconstructor(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """A float64 copy of ``model`` as a numpy function for :func:`rnnad.scoring.score_points`
+    (scoring runs in float64; see that module)."""
+    model64 = copy.deepcopy(model).double().eval()
+
+    def reconstruct(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model64(torch.from_numpy(np.asarray(batch, dtype=np.float64))).numpy()
+
+    return reconstruct
 
 
 def build_model(channels: int, params: ModelParams) -> EncDecAD:

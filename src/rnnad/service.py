@@ -1,0 +1,234 @@
+"""The BentoML service: per-point anomaly scores for a named series, on onnxruntime only.
+
+Serve from the repository root (venv active): ``bentoml serve rnnad.service:Detector``, or a
+built Bento: ``bentoml serve rnnad_detector:latest``. Settings, from the environment:
+
+- ``RNNAD_MODEL``: the BentoML model holding the detector package (default ``rnnad_nab:latest``;
+  a built Bento uses the model version it was built with unless this is set);
+- ``RNNAD_ORT_THREADS``: onnxruntime intra-op threads per session (default 1);
+- ``RNNAD_MAX_VALUES``: most values one request may send (default 100000);
+- ``BENTOML_HOME``: where the model store is (default ~/bentoml).
+
+Scores are computed exactly as the evaluate stage computes them (:func:`rnnad.scoring.
+score_points` on values normalised with the series' training scaler); only the reconstruction
+runs on onnxruntime instead of torch. This module must not import torch or training code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from rnnad.io import read_json, sha256_file
+from rnnad.scoring import score_points
+from rnnad.split import Scaler
+
+MODEL_ENV = "RNNAD_MODEL"
+DEFAULT_MODEL = "rnnad_nab:latest"
+THREADS_ENV = "RNNAD_ORT_THREADS"
+MAX_VALUES_ENV = "RNNAD_MAX_VALUES"
+DETECTOR_FILE = "detector.json"  # the names rnnad.export writes (not imported: it needs torch)
+ONNX_INPUT, ONNX_OUTPUT = "x", "recon"
+SCORE_BATCH = 4096
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a positive integer")
+    return value
+
+
+MAX_VALUES = env_int(MAX_VALUES_ENV, 100_000)
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+# ---------------------------------------------------------------- request and response models
+class DetectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    series: str = Field(min_length=1, max_length=300,
+                        description="series id, e.g. realKnownCause/nyc_taxi (see /models)")
+    values: list[FiniteFloat] = Field(
+        min_length=1, max_length=MAX_VALUES,
+        description=f"finite values in time order (univariate); at most {MAX_VALUES}")
+    timestamps: list[datetime] | None = Field(
+        None, description="optional ISO 8601 times, one per value, strictly increasing")
+
+    @field_validator("timestamps")
+    @classmethod
+    def _timestamps_match_values(cls, ts: list[datetime] | None,
+                                 info: ValidationInfo) -> list[datetime] | None:
+        if ts is None:
+            return ts
+        values = info.data.get("values")
+        if values is not None and len(ts) != len(values):
+            raise ValueError(f"timestamps: {len(ts)} given for {len(values)} values")
+        if len({t.tzinfo is None for t in ts}) > 1:
+            raise ValueError("timestamps: mixes times with and without a UTC offset")
+        for i in range(1, len(ts)):
+            if ts[i] <= ts[i - 1]:
+                raise ValueError(f"timestamps: not strictly increasing at index {i} "
+                                 f"({ts[i].isoformat()} after {ts[i - 1].isoformat()})")
+        return ts
+
+
+class DetectResponse(BaseModel):
+    series: str
+    window: int = Field(description="points per window; the first window-1 scores are null")
+    threshold: float = Field(description="a point is flagged when its score exceeds this")
+    reduce: str
+    scores: list[float | None]
+    flags: list[bool]
+    anomalies: int
+    timestamps: list[datetime] | None = None
+
+
+class SeriesInfo(BaseModel):
+    series: str
+    window: int
+    channels: int
+    threshold: float
+    reduce: str
+    data_sha256: str
+    onnx_sha256: str
+    model: dict[str, Any]
+
+
+class ModelsResponse(BaseModel):
+    model_tag: str
+    git_revision: str
+    series: list[SeriesInfo]
+
+
+# ---------------------------------------------------------------- the detector package
+@dataclass(frozen=True)
+class SeriesDetector:
+    info: SeriesInfo
+    scaler: Scaler
+    session: ort.InferenceSession
+
+    def reconstruct(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
+
+    def scores(self, values: np.ndarray) -> np.ndarray:
+        """Per-point scores for raw values [T, C] (NaN where no full window ends)."""
+        return score_points(self.scaler.transform(values), self.info.window, self.reconstruct,
+                            self.info.reduce, SCORE_BATCH)
+
+
+def load_package(path: Path, threads: int = 1) -> tuple[str, dict[str, SeriesDetector]]:
+    """Read ``detector.json`` and open one onnxruntime session per series, refusing files whose
+    sha256 does not match; returns (git revision, detectors by series id)."""
+    spec = read_json(path / DETECTOR_FILE)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    detectors = {}
+    for sid, s in spec["series"].items():
+        onnx_path = path / s["onnx"]
+        if sha256_file(onnx_path) != s["sha256"]:
+            raise RuntimeError(f"{onnx_path}: sha256 differs from {DETECTOR_FILE}")
+        info = SeriesInfo(series=sid, window=s["window"], channels=s["channels"],
+                          threshold=s["threshold"], reduce=s["reduce"],
+                          data_sha256=s["data_sha256"], onnx_sha256=s["sha256"],
+                          model=s["model"])
+        session = ort.InferenceSession(str(onnx_path), opts,
+                                       providers=["CPUExecutionProvider"])
+        detectors[sid] = SeriesDetector(info, Scaler.from_dict(s["scaler"]), session)
+    return spec.get("git_revision", "unknown"), detectors
+
+
+def _error(status: int, field: str, message: str) -> JSONResponse:
+    """A 4xx body shaped like BentoML's validation errors: the field in ``loc``."""
+    return JSONResponse({"error": f"{field}: {message}",
+                         "detail": [{"loc": [field], "msg": message}]}, status_code=status)
+
+
+def _get_models(request: Request) -> JSONResponse:
+    detector = bentoml.get_current_service()
+    return JSONResponse(detector.catalog().model_dump(mode="json"))
+
+
+# GET /models beside the POST API of the same path (BentoML APIs are POST only).
+extra_routes = Starlette(routes=[Route("/models", _get_models, methods=["GET"])])
+
+
+@bentoml.service(name="rnnad_detector", traffic={"timeout": 60})
+@bentoml.asgi_app(extra_routes, path="/")
+class Detector:
+    model_ref = bentoml.models.BentoModel(os.environ.get(MODEL_ENV, DEFAULT_MODEL))
+
+    def __init__(self) -> None:
+        tag = self._model_tag()
+        stored = bentoml.models.BentoModel(tag).stored
+        if stored is None:
+            home = os.environ.get("BENTOML_HOME", "~/bentoml")
+            raise RuntimeError(f"BentoML model {tag} not found in the store at {home}: run "
+                               f"`dvc repro package`, or set {MODEL_ENV} / BENTOML_HOME")
+        self.model_tag = str(stored.tag)
+        self.git_revision, self.detectors = load_package(Path(stored.path),
+                                                         env_int(THREADS_ENV, 1))
+
+    @classmethod
+    def _model_tag(cls) -> str:
+        """``RNNAD_MODEL`` if set; else, served from a built Bento, the model version it was
+        built with (``:latest`` could be a newer package); else ``rnnad_nab:latest``."""
+        if os.environ.get(MODEL_ENV):
+            return os.environ[MODEL_ENV]
+        bento = getattr(Detector, "bento", None)
+        models = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
+        return models[0] if len(models) == 1 else str(cls.model_ref.tag)
+
+    def catalog(self) -> ModelsResponse:
+        return ModelsResponse(model_tag=self.model_tag, git_revision=self.git_revision,
+                              series=[d.info for d in self.detectors.values()])
+
+    @bentoml.api(route="/models")
+    def list_models(self) -> ModelsResponse:
+        """Series this detector knows, with window, channels, threshold and checksums."""
+        return self.catalog()
+
+    @bentoml.api(route="/detect", input_spec=DetectRequest, output_spec=DetectResponse)
+    def detect(self, series: str, values: list[float],
+               timestamps: list[datetime] | None = None) -> DetectResponse | JSONResponse:
+        """Causal per-point scores and flags for ``values`` of one series."""
+        detector = self.detectors.get(series)
+        if detector is None:
+            return _error(404, "series", f"unknown series {series!r}; known: "
+                          f"{', '.join(sorted(self.detectors))}")
+        info = detector.info
+        if info.channels != 1:
+            return _error(400, "values", f"series {series!r} has {info.channels} channels; "
+                          "this API takes univariate values")
+        if len(values) < info.window:
+            return _error(400, "values", f"{len(values)} values given; series {series!r} "
+                          f"needs at least {info.window} (one window)")
+        try:
+            scores = detector.scores(np.asarray(values, dtype=np.float64)[:, None])
+        except OverflowError as exc:
+            return _error(400, "values", str(exc))
+        flags = np.nan_to_num(scores, nan=-np.inf) > info.threshold
+        return DetectResponse(
+            series=series, window=info.window, threshold=info.threshold, reduce=info.reduce,
+            scores=[None if np.isnan(s) else float(s) for s in scores],
+            flags=flags.tolist(), anomalies=int(flags.sum()), timestamps=timestamps)

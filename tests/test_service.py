@@ -1,0 +1,337 @@
+"""The BentoML service: request validation, the detector package it loads, and (integration)
+real ``bentoml serve`` processes, from source and from a built Bento, on a private BENTOML_HOME."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+
+from rnnad import export
+from rnnad.config import ModelParams
+from rnnad.models.encdec import build_model
+from rnnad.models.encdec import reconstructor as torch_reconstructor
+from rnnad.scoring import score_points
+from rnnad.split import Scaler
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_NAB = REPO.parent / "shared" / "datasets" / "nab"
+MAX_VALUES = 1000  # RNNAD_MAX_VALUES for the test servers
+pytestmark = [  # raised inside bentoml 1.4.40 itself, on import and on building API models
+    pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The `__get_pydantic_core_schema__`"),
+]
+
+
+# ---------------------------------------------------------------- helpers
+def nab_values(series_id: str) -> np.ndarray:
+    path = SHARED_NAB / "data" / f"{series_id}.csv"
+    if not path.is_file():
+        pytest.skip(f"NAB data not found at {path}")
+    with path.open() as fh:
+        return np.array([float(row["value"]) for row in csv.DictReader(fh)])
+
+
+def make_package(directory: Path, specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Export one random-init model per series into ``directory`` with ``detector.json``, as the
+    package stage does; returns {series: (model, scaler, window, threshold)}."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries, made = {}, {}
+    for k, (sid, s) in enumerate(specs.items()):
+        torch.manual_seed(k)
+        params = ModelParams(cell=s["cell"], hidden=8, layers=s["layers"])
+        model = build_model(1, params).eval()
+        scaler = Scaler.fit(s["train"][:, None])
+        onnx_path = directory / f"s{k}.onnx"
+        x = scaler.transform(s["train"][:, None])
+        windows = export.parity_windows(x, len(x) // 2, s["window"], 64)
+        export.export_checked(sid, model, onnx_path, windows, 1e-5)
+        threshold = s.get("threshold", 1.0)
+        if "probe" in s:  # the median score of the probe values: some flags on, some off
+            scores = score_points(scaler.transform(s["probe"][:, None]), s["window"],
+                                  torch_reconstructor(model))
+            threshold = float(np.nanmedian(scores))
+        entries[sid] = export.series_entry(
+            onnx_path, window=s["window"], channels=1, scaler=scaler.to_dict(),
+            threshold=threshold, reduce="mean", data_sha256="ab" * 32,
+            model=params.model_dump())
+        made[sid] = (model, scaler, s["window"], threshold)
+    export.write_detector(directory, entries, "test-revision", "mean")
+    return made
+
+
+def save_in_store(package: Path, home: Path, name: str = "rnnad_test") -> str:
+    """rnnad.export.save_detector (what the package stage calls), in a process whose
+    BENTOML_HOME is ``home``."""
+    code = ("import sys\nfrom pathlib import Path\nfrom rnnad.export import save_detector\n"
+            "print(save_detector(Path(sys.argv[1]), sys.argv[2], {'test': True}))")
+    proc = subprocess.run([sys.executable, "-c", code, str(package), name],
+                          env=server_env(home), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RNNAD_")}
+    return {**env, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True",
+            "RNNAD_MAX_VALUES": str(MAX_VALUES), **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, path: str, body: Any = None, raw: bytes | None = None,
+         method: str = "POST") -> tuple[int, Any]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@contextlib.contextmanager
+def bentoml_serve(target: str, env: dict[str, str], cwd: Path, log: Path,
+                  timeout_s: float = 60.0) -> Iterator[str]:
+    """``bentoml serve TARGET`` on a free loopback port; yields its URL once /readyz answers;
+    always stops the server's process group."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", target, "--host",
+                                 "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(url + "/readyz", timeout=2).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"bentoml serve not ready in {timeout_s:.0f} s:\n"
+                            f"{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# ---------------------------------------------------------------- without a server
+def test_service_imports_no_torch_and_the_bento_holds_all_it_imports() -> None:
+    import pathspec
+
+    code = ("import json, sys\nimport rnnad.service\n"
+            "files = [m.__file__ for n, m in sys.modules.items()"
+            " if n.startswith('rnnad.') and getattr(m, '__file__', None)]\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'files': files}))")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not found["torch"], "rnnad.service imports torch"
+    bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    include = pathspec.PathSpec.from_lines("gitignore", bentofile["include"])
+    rel = [Path(f).resolve().relative_to(REPO).as_posix() for f in found["files"]]
+    assert "src/rnnad/service.py" in rel
+    missing = [f for f in rel if not include.match_file(f)]
+    assert not missing, f"bentofile.yaml does not include modules the service imports: {missing}"
+
+
+def test_bentofile_is_offline_and_pinned_as_the_lock() -> None:
+    bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    assert bentofile["service"] == "rnnad.service:Detector"
+    assert bentofile["python"]["lock_packages"] is False
+    assert bentofile["python"]["is_src_layout"] is True
+    lock = dict(line.strip().split("==", 1) for line in (REPO / "requirements.lock").open()
+                if "==" in line and not line.startswith("#"))
+    lock = {k.lower(): v for k, v in lock.items()}
+    pins = dict(p.split("==", 1) for p in bentofile["python"]["packages"])
+    assert {"numpy", "onnxruntime", "pydantic"} <= {k.lower() for k in pins}
+    for name, version in pins.items():
+        assert lock.get(name.lower()) == version, f"{name}=={version} vs requirements.lock"
+    assert not any(k.lower().startswith("torch") for k in pins)
+
+
+def test_detect_request_validation() -> None:
+    from rnnad.service import DetectRequest
+
+    ok = DetectRequest.model_validate_json(
+        '{"series": "a/b", "values": [1, 2.5], "timestamps": ["2020-01-01T00:00:00",'
+        ' "2020-01-01 00:05"]}')
+    assert ok.values == [1.0, 2.5] and len(ok.timestamps) == 2
+    bad = {
+        '{"series": "a/b", "values": [1, NaN]}': "values",
+        '{"series": "a/b", "values": [1, Infinity]}': "values",
+        '{"series": "a/b", "values": ["1"]}': "values",
+        '{"series": "a/b", "values": [true]}': "values",
+        '{"series": "a/b", "values": []}': "values",
+        '{"series": 3, "values": [1]}': "series",
+        '{"series": "a/b", "values": [1], "extra": 1}': "extra",
+        '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-01"]}': "timestamps",
+        '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-02", "2020-01-01"]}':
+            "timestamps",
+        '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-01T00:00:00Z",'
+        ' "2020-01-01T01:00:00"]}': "timestamps",
+        '{"series": "a/b", "values": [1], "timestamps": ["yesterday"]}': "timestamps",
+    }
+    for body, field in bad.items():
+        with pytest.raises(ValidationError) as info:
+            DetectRequest.model_validate_json(body)
+        assert field in {str(e["loc"][0]) for e in info.value.errors()}, body
+
+
+def test_load_package_scores_like_torch_and_refuses_altered_files(tmp_path: Path) -> None:
+    from rnnad.service import load_package
+
+    rng = np.random.default_rng(0)
+    train = np.sin(np.arange(300) / 4.0) * 5 + 20 + rng.normal(0, 0.2, 300)
+    made = make_package(tmp_path, {"x/one": {"cell": "gru", "layers": 2, "window": 10,
+                                             "train": train}})
+    revision, detectors = load_package(tmp_path)
+    assert revision == "test-revision" and list(detectors) == ["x/one"]
+    model, scaler, window, _ = made["x/one"]
+    values = train[:, None] + rng.normal(0, 1.0, (300, 1))
+    got = detectors["x/one"].scores(values)
+    want = score_points(scaler.transform(values), window, torch_reconstructor(model))
+    assert np.isnan(got[: window - 1]).all() and np.isfinite(got[window - 1 :]).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    with (tmp_path / "s0.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(RuntimeError, match="sha256"):
+        load_package(tmp_path)
+
+
+# ---------------------------------------------------------------- real servers
+TAXI = "realKnownCause/nyc_taxi"
+SPEED = "realTraffic/speed_7578"
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    taxi, speed = nab_values(TAXI), nab_values(SPEED)
+    root = tmp_path_factory.mktemp("service")
+    home = root / "bentoml"
+    probe = taxi[-200:]
+    made = make_package(root / "package", {
+        TAXI: {"cell": "lstm", "layers": 2, "window": 16, "train": taxi[:1000], "probe": probe},
+        SPEED: {"cell": "gru", "layers": 1, "window": 8, "train": speed[:500]},
+    })
+    tag = save_in_store(root / "package", home)
+    return {"root": root, "home": home, "tag": tag, "made": made, "probe": probe}
+
+
+@pytest.fixture(scope="module")
+def server(detector: dict[str, Any]) -> Iterator[str]:
+    env = server_env(detector["home"], RNNAD_MODEL=detector["tag"], RNNAD_ORT_THREADS="1")
+    with bentoml_serve("rnnad.service:Detector", env, REPO,
+                       detector["root"] / "serve.log") as url:
+        yield url
+
+
+@pytest.mark.integration
+def test_detect_scores_match_torch_and_flags_the_threshold(server: str,
+                                                           detector: dict[str, Any]) -> None:
+    values = detector["probe"]
+    stamps = [f"2015-01-{1 + i // 48:02d}T{(i % 48) // 2:02d}:{30 * (i % 2):02d}:00"
+              for i in range(len(values))]
+    status, out = call(server, "/detect", {"series": TAXI, "values": values.tolist(),
+                                           "timestamps": stamps})
+    assert status == 200, out
+    model, scaler, window, threshold = detector["made"][TAXI]
+    assert out["window"] == window == 16 and out["threshold"] == threshold
+    scores = out["scores"]
+    assert len(scores) == len(out["flags"]) == len(values)
+    assert scores[: window - 1] == [None] * (window - 1)
+    assert all(isinstance(s, float) for s in scores[window - 1 :])
+    want = score_points(scaler.transform(values[:, None]), window, torch_reconstructor(model))
+    np.testing.assert_allclose(np.array(scores, dtype=float), want, rtol=0, atol=1e-5)
+    flags = [s is not None and s > threshold for s in scores]
+    assert out["flags"] == flags and 0 < sum(flags) < len(values) - window
+    assert out["anomalies"] == sum(flags) and len(out["timestamps"]) == len(values)
+
+
+@pytest.mark.integration
+def test_models_lists_the_series_by_get_and_post(server: str, detector: dict[str, Any]) -> None:
+    for method in ("GET", "POST"):
+        status, out = call(server, "/models", {} if method == "POST" else None, method=method)
+        assert status == 200, (method, out)
+        assert out["model_tag"] == detector["tag"] and out["git_revision"] == "test-revision"
+        by_id = {s["series"]: s for s in out["series"]}
+        assert set(by_id) == {TAXI, SPEED}
+        assert by_id[SPEED]["window"] == 8 and by_id[SPEED]["channels"] == 1
+        assert by_id[TAXI]["threshold"] == detector["made"][TAXI][3]
+        assert by_id[TAXI]["data_sha256"] == "ab" * 32
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"series": "realKnownCause/nope", "values": [1.0] * 20}, 404, "series"),
+    ({"series": TAXI, "values": [1.0] * 15}, 400, "values"),  # window 16
+    (b'{"series": "realKnownCause/nyc_taxi", "values": [1, 2, NaN]}', 400, "values"),
+    ({"series": TAXI, "values": ["1.0", "x"]}, 400, "values"),
+    ({"series": TAXI, "values": "1,2,3"}, 400, "values"),
+    ({"series": ["a"], "values": [1.0] * 20}, 400, "series"),
+    ({"series": TAXI, "values": [1.0] * (MAX_VALUES + 1)}, 400, "values"),
+    ({"series": TAXI, "values": [1.0] * 20, "timestamps": ["2020-01-01T00:00:00"] * 20},
+     400, "timestamps"),
+    ({"series": TAXI, "values": [1.0] * 20, "timestamps": ["2020-01-01T00:00:00"]},
+     400, "timestamps"),
+    ({"series": TAXI, "values": [1e300] * 20}, 400, "values"),
+])
+def test_invalid_requests_get_4xx_naming_the_field(server: str, body: Any, status: int,
+                                                   field: str) -> None:
+    got, out = call(server, "/detect", raw=body) if isinstance(body, bytes) \
+        else call(server, "/detect", body)
+    assert got == status, out
+    assert field in (out if isinstance(out, str) else json.dumps(out)), out
+    if field == "series" and status == 404:
+        assert TAXI in out and SPEED in out  # lists the valid ones
+
+
+@pytest.mark.integration
+def test_built_bento_serves_by_tag_with_the_model_it_was_built_with(
+        detector: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    home, tag = detector["home"], detector["tag"]
+    monkeypatch.setenv("BENTOML_HOME", str(home))  # build_bento passes its environment on
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "True")
+    bento = export.build_bento(REPO, tag)
+    assert bento.startswith("rnnad_detector:")
+    newer = save_in_store(detector["root"] / "package", home)  # a later model version
+    assert newer != tag
+    with bentoml_serve(bento, server_env(home), detector["root"],
+                       detector["root"] / "bento.log") as url:
+        status, out = call(url, "/models", method="GET")
+        assert status == 200 and out["model_tag"] == tag, out
+        status, out = call(url, "/detect", {"series": SPEED, "values": [3.0] * 10})
+        assert status == 200 and out["scores"][:7] == [None] * 7, out
