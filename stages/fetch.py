@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline import fetch_stage
+from rnnad.pipeline.prepare import fetch_stage
 
 if __name__ == "__main__":
     run_stage("fetch", lambda p: fetch_stage(p, Path("data/raw/nab")))

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline import package_stage
+from rnnad.pipeline.package import package_stage
 
 if __name__ == "__main__":
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

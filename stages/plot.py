@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline import plot_stage
+from rnnad.pipeline.plot import plot_stage
 
 if __name__ == "__main__":
     run_stage("plot", lambda p: plot_stage(

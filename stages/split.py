@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline import split_stage
+from rnnad.pipeline.prepare import split_stage
 
 if __name__ == "__main__":
     run_stage("split", lambda p: split_stage(p, Path("data/processed"),

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline import train_stage
+from rnnad.pipeline.train import train_stage
 
 if __name__ == "__main__":
     run_stage("train", lambda p: train_stage(p, Path("data/processed"),

@@ -161,7 +161,7 @@ def run_package_stage(root: Path, bentoml_home: Path, **package: object) -> dict
     write_json(root / "params.json", params)
     code = (
         "import json, sys\nfrom pathlib import Path\n"
-        "from rnnad.config import Params\nfrom rnnad.pipeline import package_stage\n"
+        "from rnnad.config import Params\nfrom rnnad.pipeline.package import package_stage\n"
         "p = Params.model_validate(json.loads(Path('params.json').read_text()))\n"
         "package_stage(p, Path('data/processed'), Path('data/split/splits.json'),"
         " Path('models'), Path('data/scores'), Path('data/package'),"
@@ -207,7 +207,7 @@ def test_package_stage_refuses_a_model_trained_on_other_data(tmp_path: Path) -> 
     write_json(spec_path, {**spec, "data_sha256": "0" * 64})
     params = Params().model_dump()
     params["window"]["length"] = LENGTH
-    from rnnad.pipeline import package_stage
+    from rnnad.pipeline.package import package_stage
 
     with pytest.raises(ValueError, match="synth/saw: model trained on other data"):
         package_stage(Params.model_validate(params), tmp_path / "data/processed",

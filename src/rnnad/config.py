@@ -66,7 +66,7 @@ class TrainParams(_Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
     patience: int = Field(8, ge=1)
-    threads: int = Field(2, ge=1)
+    threads: int = Field(1, ge=1)
     min_windows: int = Field(16, ge=1)
 
 

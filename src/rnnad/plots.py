@@ -435,7 +435,7 @@ def plot_outputs(plot: PlotParams, window_length: int, processed_dir: Path, spli
 
     Series figures are drawn in a few worker processes (the bytes do not depend on how many).
     """
-    from rnnad.pipeline import load_index, load_splits
+    from rnnad.pipeline.common import load_index, load_splits
 
     index = load_index(processed_dir)
     splits = load_splits(splits_path)
