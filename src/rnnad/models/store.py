@@ -3,6 +3,7 @@ so no pickled code runs) next to a JSON spec with everything needed to rebuild a
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ from rnnad.models.encdec import EncDecAD, build_model
 
 
 def save_model(directory: Path, series_id: str, model: EncDecAD, spec: dict[str, Any]) -> None:
+    # Serialise in memory: torch.save to a path records the (random) temporary file name in
+    # the archive, so the same weights would give different bytes on every run.
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
     with atomic_path(directory / series_filename(series_id, ".pt")) as tmp:
-        torch.save(model.state_dict(), tmp)
+        tmp.write_bytes(buffer.getvalue())
     write_json(directory / series_filename(series_id, ".json"), spec)
 
 
