@@ -6,9 +6,10 @@ against ``rnnad/manifests/nab.tsv``.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from rnnad.datasets.csvfile import read_timeseries_csv
 from rnnad.datasets.fetch import fetch_files, read_manifest
@@ -70,15 +71,12 @@ def select_series(available: list[str], selection: str | list[str]) -> list[str]
     return chosen
 
 
-def load_windows(raw: Path) -> dict[str, list[list[str]]]:
-    path = raw / WINDOWS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read label windows: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected an object mapping '<category>/<file>.csv' to windows")
-    return data
+def load_windows(raw: Path) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:
+    """The label windows of ``raw/labels/combined_windows.json``, parsed and checked by the
+    NAB scorer's reader (one parser for the pipeline and the scorer)."""
+    from rnnad import nab as nab_scorer
+
+    return nab_scorer.load_windows(raw / WINDOWS_FILE)
 
 
 def load_series(
