@@ -153,3 +153,10 @@ def test_values_too_large_to_score_raise_instead_of_giving_infinite_scores() -> 
         score_points(np.full((10, 1), 1e300), 4, offset)  # squared error is 2.5e599
     with pytest.raises(OverflowError, match="once normalised"):
         score_points(np.array([[1.0], [np.inf], [0.0], [1.0]]), 2, offset)
+
+
+def test_flag_is_strictly_above_the_threshold_and_never_for_missing_scores() -> None:
+    from rnnad.scoring import flag
+
+    got = flag(np.array([np.nan, 0.5, 1.0, 1.0000001, np.inf]), 1.0)
+    assert got.tolist() == [False, False, False, True, True]

@@ -35,6 +35,12 @@ def window_scores(windows: np.ndarray, recon: np.ndarray, reduce: str) -> np.nda
     raise ValueError(f"evaluate.reduce must be one of {REDUCTIONS}, got {reduce!r}")
 
 
+def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Anomaly flags: score strictly above the threshold; points without a score are never
+    flagged."""
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf) > threshold
+
+
 def score_points(
     x_norm: np.ndarray,
     length: int,

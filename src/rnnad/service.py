@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from rnnad.io import read_json, sha256_file
-from rnnad.scoring import score_points
+from rnnad.scoring import flag, score_points
 from rnnad.split import Scaler
 
 MODEL_ENV = "RNNAD_MODEL"
@@ -227,7 +227,7 @@ class Detector:
             scores = detector.scores(np.asarray(values, dtype=np.float64)[:, None])
         except OverflowError as exc:
             return _error(400, "values", str(exc))
-        flags = np.nan_to_num(scores, nan=-np.inf) > info.threshold
+        flags = flag(scores, info.threshold)
         return DetectResponse(
             series=series, window=info.window, threshold=info.threshold, reduce=info.reduce,
             scores=[None if np.isnan(s) else float(s) for s in scores],

@@ -26,7 +26,7 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
 
     from rnnad.models.encdec import reconstructor
     from rnnad.models.store import load_model
-    from rnnad.scoring import score_points
+    from rnnad.scoring import flag, score_points
 
     torch.set_num_threads(params.train.threads)
     splits = load_splits(splits_path)
@@ -47,7 +47,7 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
             val = slice(split.train_end, split.val_end)
             val_normal = scores[val][(series.labels[val] == 0) & np.isfinite(scores[val])]
             threshold = choose_threshold(val_normal, params.evaluate.threshold)
-            flags = (np.nan_to_num(scores, nan=-np.inf) > threshold).astype(np.int8)
+            flags = flag(scores, threshold).astype(np.int8)
             test = slice(split.val_end, split.n)
             if np.isnan(scores[test]).any():
                 raise ValueError(f"{series.id}: a test point has no full window; "
