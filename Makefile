@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := True
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint serve install clean-venv
+.PHONY: run test lint serve readme install clean-venv
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src stages tests
 	$(BIN)/pytest -q
+
+readme: $(STAMP)  # the README's results tables, from reports/metrics.json
+	$(BIN)/python -m rnnad.report README.md
 
 serve: $(STAMP)
 	$(BIN)/bentoml serve rnnad.service:Detector --host 127.0.0.1 --port $${PORT:-3000}

@@ -1,8 +1,10 @@
 """Fail when `dvc metrics diff --json` (read on stdin) shows a change beyond the tolerance.
 
-Tolerance: 0.02 absolute on every overall metric (reports/metrics.json `overall.*`), and
-0.05 absolute on per-series rates, 5% relative on counts and thresholds; data sizes exactly. On the machine that produced the committed metrics the
-pipeline is bitwise reproducible; the tolerance allows for another CPU's floating-point order.
+Tolerance: 0.02 absolute on every overall rate (reports/metrics.json
+`detectors.<name>.overall.*`), 0.5 on NAB scores (0-100 scale), 0.05 absolute on per-series
+rates, 5% relative on counts and thresholds; data sizes exactly. On the machine that produced the
+committed metrics the pipeline is bitwise reproducible; the tolerance allows for another CPU's
+floating-point order.
 """
 
 import json
@@ -10,6 +12,7 @@ import sys
 
 OVERALL_TOL = 0.02
 PER_SERIES_TOL = 0.05
+NAB_TOL = 0.5
 COUNT_REL_TOL = 0.05
 
 
@@ -25,10 +28,17 @@ def main() -> int:
                 if old != new:
                     failures.append(f"{path}:{key}: {old!r} -> {new!r}")
                 continue
-            tol = OVERALL_TOL if key.startswith("overall.") else PER_SERIES_TOL
-            if key.endswith(("points", "anomalous", "series")):
+            if ".overall." in key:
+                tol = OVERALL_TOL
+            elif ".nab." in key:
+                tol = NAB_TOL
+            else:
+                tol = PER_SERIES_TOL
+            last = key.rsplit(".", 1)[-1]
+            if last in ("points", "anomalous", "series"):
                 tol = 0  # data sizes must match exactly
-            elif key.endswith(("flagged", "true_positives", "threshold")):
+            elif last.startswith(("flagged", "true_positives", "threshold", "event_tp",
+                                  "event_fp", "event_fn")):
                 tol = COUNT_REL_TOL * max(abs(old), 1)  # counts and thresholds: relative
             if abs(new - old) > tol:
                 failures.append(f"{path}:{key}: {old} -> {new} (tolerance {tol})")

@@ -171,10 +171,27 @@ def test_first_run_produces_metrics_for_every_series(project: Project) -> None:
             (project.root / "models" / (sid.replace("/", "__") + ".json")).read_text())
         assert model_spec["window"]["length"] == 16
         assert model_spec["epochs_run"] <= 3
-    overall = metrics["overall"]
-    assert overall["series"] == 2
-    assert overall["points"] == sum(per_series[s]["points"] for s in SERIES)
-    assert isinstance(overall["auc_roc"], float)
+    detectors = metrics["detectors"]
+    assert list(detectors) == ["rnnad", "rolling_gaussian", "isolation_forest", "null", "random"]
+    for name, d in detectors.items():
+        overall = d["overall"]
+        assert overall["series"] == 2
+        assert overall["points"] == sum(per_series[s]["points"] for s in SERIES)
+        assert overall["anomalous"] == sum(per_series[s]["anomalous"] for s in SERIES)
+        for key in ("auc_roc", "auc_pr", "vus_roc", "vus_pr"):
+            assert isinstance(overall[key], float) and 0.0 <= overall[key] <= 1.0, (name, key)
+        windows = overall["event_tp"] + overall["event_fn"]
+        assert windows == per_series[SERIES[0]]["event_tp"] + per_series[SERIES[1]]["event_tp"] \
+            + per_series[SERIES[0]]["event_fn"] + per_series[SERIES[1]]["event_fn"]
+        assert d["nab"]["series"] == 2
+        results = sorted((project.root / "reports/nab_results" / name).rglob("*.csv"))
+        assert [f.name for f in results] == sorted(
+            f"{name}_{sid.split('/')[1]}.csv" for sid in SERIES)
+    # the null detector never detects: NAB normalises it to 0, its event recall is 0
+    assert detectors["null"]["overall"]["flagged"] == 0
+    assert detectors["null"]["overall"]["event_recall"] == 0.0
+    for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
+        assert detectors["null"]["nab"][profile] == 0.0
     roc = (project.root / "reports/curves/roc.csv").read_text().splitlines()
     assert roc[0] == "fpr,tpr" and 2 < len(roc) <= 51
 

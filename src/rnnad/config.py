@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -77,11 +84,52 @@ class ThresholdParams(_Strict):
     factor: float = Field(1.5, gt=0.0)
 
 
+class RangeParams(_Strict):
+    """Range-based precision and recall (Tatbul et al. 2018)."""
+
+    alpha: float = Field(0.0, ge=0.0, le=1.0)  # weight of existence in range recall
+    cardinality: Literal["one", "reciprocal"] = "reciprocal"
+    bias_recall: Literal["flat", "front", "middle", "back"] = "flat"
+    bias_precision: Literal["flat", "front", "middle", "back"] = "flat"
+
+
+class VusParams(_Strict):
+    """VUS-ROC / VUS-PR (Paparrizos et al. 2022): range-AUCs averaged over buffer lengths."""
+
+    max_buffer: int = Field(64, ge=0)
+    buffer_step: int = Field(1, ge=1)
+
+
+BASELINES = ("rolling_gaussian", "isolation_forest", "null", "random")
+
+
+class BaselineParams(_Strict):
+    """Simple detectors scored with exactly the same protocol and measures as the RNN."""
+
+    detectors: list[Literal["rolling_gaussian", "isolation_forest", "null", "random"]] = Field(
+        default_factory=lambda: list(BASELINES))
+    seed: int = 7
+    gaussian_window: int = Field(256, ge=2)  # rolling Gaussian: past points in mean and std
+    iforest_trees: int = Field(100, ge=1)
+    iforest_max_samples: int = Field(256, ge=2)
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _yaml_null_is_the_null_detector(cls, value: object) -> object:
+        # unquoted `null` in a YAML list is None: in this list it can only mean the null detector
+        if isinstance(value, list):
+            return ["null" if v is None else v for v in value]
+        return value
+
+
 class EvaluateParams(_Strict):
     reduce: Literal["mean", "last", "max"] = "mean"
     batch_size: int = Field(4096, ge=1)
     threshold: ThresholdParams = ThresholdParams()
     curve_points: int = Field(200, ge=10)
+    range: RangeParams = RangeParams()
+    vus: VusParams = VusParams()
+    baselines: BaselineParams = BaselineParams()
 
 
 class PlotParams(_Strict):

@@ -1,39 +1,134 @@
-"""Stage evaluate: causal scores, validation thresholds, point-wise metrics, NAB score."""
+"""Stage evaluate: causal scores of the RNN and the baselines, validation thresholds, and every
+measure (point, point-adjusted, event, range, VUS, NAB) computed the same way for each."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rnnad.config import Params
+from rnnad import measures
+from rnnad.config import EvaluateParams, Params
 from rnnad.datasets.series import Series
 from rnnad.io import atomic_dir, atomic_path, save_npz, series_filename, write_json
 from rnnad.metrics import curves, point_metrics
 from rnnad.pipeline.common import THRESHOLDS, load_index, load_series, load_splits
+from rnnad.scoring import flag
 from rnnad.split import Split
 from rnnad.thresholds import choose_threshold
+
+DETECTOR = "rnnad"
+MEAN_KEYS = ("precision", "recall", "f1", "auc_roc", "auc_pr", "event_f1", "range_f1")
+
+
+@dataclass
+class Assessment:
+    """One detector's results, accumulated series by series."""
+
+    params: EvaluateParams
+    per_series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: list[np.ndarray] = field(default_factory=list)
+    flags: list[np.ndarray] = field(default_factory=list)
+    adjusted: list[np.ndarray] = field(default_factory=list)
+    norm_scores: list[np.ndarray] = field(default_factory=list)
+    events: measures.EventCounts = field(default_factory=measures.EventCounts)
+    ranges: measures.RangeSums = field(default_factory=measures.RangeSums)
+    nab_output: dict[str, tuple[Series, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, series: Series, split: Split, scores: np.ndarray) -> tuple[float, np.ndarray]:
+        """Threshold ``scores`` on the validation part's normal points, measure the test part;
+        returns the threshold and the flags of the whole series."""
+        val = slice(split.train_end, split.val_end)
+        val_normal = scores[val][(series.labels[val] == 0) & np.isfinite(scores[val])]
+        threshold = choose_threshold(val_normal, self.params.threshold)
+        flags = flag(scores, threshold).astype(np.int8)
+        test = slice(split.val_end, split.n)
+        if np.isnan(scores[test]).any():
+            raise ValueError(f"{series.id}: a test point has no score; the window "
+                             "(window.length or the baseline's) is longer than the training "
+                             "period")
+        y, f, s = series.labels[test], flags[test], scores[test]
+        rp = self.params.range
+        events = measures.event_counts(y, f)
+        ranges = measures.range_sums(y, f, rp.alpha, rp.cardinality, rp.bias_recall,
+                                     rp.bias_precision)
+        adjusted = measures.point_adjust(y, f)
+        result = point_metrics(y, f, s)
+        result["f1_point_adjusted_inflated"] = point_metrics(y, adjusted, s)["f1"]
+        result.update(_prefixed("event", measures.event_prf(events)))
+        result.update(_event_counts(events))
+        result.update(_prefixed("range", measures.range_pr(ranges)))
+        result.update(_rounded(measures.vus(y, s, self.params.vus.max_buffer,
+                                            self.params.vus.buffer_step)))
+        result["threshold"] = round(threshold, 9)
+        self.per_series[series.id] = result
+        self.labels.append(y)
+        self.flags.append(f)
+        self.adjusted.append(adjusted)
+        self.norm_scores.append(s / threshold)
+        self.events = self.events + events
+        self.ranges = self.ranges + ranges
+        self.nab_output[series.id] = (series, np.nan_to_num(scores / threshold, nan=0.0))
+        return threshold, flags
+
+    def overall(self) -> dict[str, Any]:
+        """Pooled point measures (scores / threshold), event and range measures summed over
+        series (micro), VUS and every other measure also as a mean over series where defined."""
+        labels = np.concatenate(self.labels)
+        scores = np.concatenate(self.norm_scores)
+        out = point_metrics(labels, np.concatenate(self.flags), scores)
+        out["f1_point_adjusted_inflated"] = point_metrics(
+            labels, np.concatenate(self.adjusted), scores)["f1"]
+        out.update(_prefixed("event", measures.event_prf(self.events)))
+        out.update(_event_counts(self.events))
+        out.update(_prefixed("range", measures.range_pr(self.ranges)))
+        for key in ("vus_roc", "vus_pr"):
+            out[key] = _mean(self.per_series, key)
+        for key in MEAN_KEYS:
+            out[f"mean_{key}"] = _mean(self.per_series, key)
+        out["series"] = len(self.per_series)
+        return out
+
+
+def _event_counts(counts: measures.EventCounts) -> dict[str, int]:
+    return {"event_tp": counts.tp, "event_fp": counts.fp, "event_fn": counts.fn}
+
+
+def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}_{k}": v for k, v in _rounded(values).items()}
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if v is None else round(float(v), 6) for k, v in values.items()}
+
+
+def _mean(per_series: dict[str, dict[str, Any]], key: str) -> float | None:
+    vals = [m[key] for m in per_series.values() if m[key] is not None]
+    return round(float(np.mean(vals)), 6) if vals else None
 
 
 def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, models_dir: Path,
                    scores_dir: Path, metrics_path: Path, curves_dir: Path,
                    raw_dir: Path | None = None, nab_results_dir: Path | None = None) -> None:
-    """Score every point, threshold on validation scores, write metrics and curves. With
-    ``raw_dir`` (the fetched NAB corpus) also NAB's score of this detector, and its output in
-    NAB's results layout under ``nab_results_dir``."""
+    """Score every point with the RNN and each baseline, threshold on validation scores, write
+    metrics (``detectors.<name>.overall`` and ``.nab``, the RNN's ``per_series``) and the RNN's
+    curves. With ``raw_dir`` (the fetched NAB corpus) also NAB's score of each detector, and
+    its output in NAB's results layout under ``nab_results_dir/<detector>/``."""
     import torch
 
+    from rnnad.baselines import baseline_scores
     from rnnad.models.encdec import reconstructor
     from rnnad.models.store import load_model
-    from rnnad.scoring import flag, score_points
+    from rnnad.scoring import score_points
 
     torch.set_num_threads(params.train.threads)
     splits = load_splits(splits_path)
-    per_series: dict[str, Any] = {}
+    ev = params.evaluate
+    names = [DETECTOR, *ev.baselines.detectors]
+    runs = {name: Assessment(ev) for name in names}
     thresholds: dict[str, float] = {}
-    pooled_labels, pooled_flags, pooled_scores = [], [], []
-    nab_output: dict[str, tuple[Series, np.ndarray]] = {}
     length = params.window.length
     with atomic_dir(scores_dir) as tmp:
         for entry in load_index(processed_dir):
@@ -42,23 +137,12 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
             model, _ = load_model(models_dir, series.id)
             x = scaler.transform(series.values)
             reconstruct = reconstructor(model)
-            scores = score_points(x, length, reconstruct, params.evaluate.reduce,
-                                  params.evaluate.batch_size)
-            val = slice(split.train_end, split.val_end)
-            val_normal = scores[val][(series.labels[val] == 0) & np.isfinite(scores[val])]
-            threshold = choose_threshold(val_normal, params.evaluate.threshold)
-            flags = flag(scores, threshold).astype(np.int8)
-            test = slice(split.val_end, split.n)
-            if np.isnan(scores[test]).any():
-                raise ValueError(f"{series.id}: a test point has no full window; "
-                                 "window.length is longer than the training period")
-            per_series[series.id] = point_metrics(series.labels[test], flags[test], scores[test])
-            per_series[series.id]["threshold"] = round(threshold, 9)
+            scores = score_points(x, length, reconstruct, ev.reduce, ev.batch_size)
+            threshold, flags = runs[DETECTOR].add(series, split, scores)
             thresholds[series.id] = threshold
-            pooled_labels.append(series.labels[test])
-            pooled_flags.append(flags[test])
-            pooled_scores.append(scores[test] / threshold)
-            nab_output[series.id] = (series, np.nan_to_num(scores / threshold, nan=0.0))
+            for name in ev.baselines.detectors:
+                runs[name].add(series, split, baseline_scores(
+                    name, x, series.labels, split, series.id, length, ev.baselines))
             ends = _example_ends(scores, series.labels, split, length)
             ex_in = np.stack([x[e - length + 1 : e + 1] for e in ends])
             save_npz(tmp / series_filename(series.id, ".npz"), scores=scores, flags=flags,
@@ -66,30 +150,26 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
                      example_inputs=ex_in, example_recon=reconstruct(ex_in))
         write_json(tmp / THRESHOLDS, thresholds)
 
-    labels = np.concatenate(pooled_labels)
-    norm_scores = np.concatenate(pooled_scores)
-    overall = point_metrics(labels, np.concatenate(pooled_flags), norm_scores)
-    for key in ("precision", "recall", "f1", "auc_roc", "auc_pr"):
-        vals = [m[key] for m in per_series.values() if m[key] is not None]
-        overall[f"mean_{key}"] = round(float(np.mean(vals)), 6) if vals else None
-    overall["series"] = len(per_series)
-    metrics: dict[str, Any] = {"overall": overall}
-    if raw_dir is not None:
-        metrics["nab"] = nab_scores(nab_output, raw_dir, nab_results_dir)
-    metrics["per_series"] = per_series
-    write_json(metrics_path, metrics)
-    curve_data = curves(labels, norm_scores, params.evaluate.curve_points)
+    detectors: dict[str, Any] = {}
+    for name, run in runs.items():
+        detectors[name] = {"overall": run.overall()}
+        if raw_dir is not None:
+            detectors[name]["nab"] = nab_scores(run.nab_output, raw_dir)
+    if raw_dir is not None and nab_results_dir is not None:
+        write_nab_results(nab_results_dir, {n: r.nab_output for n, r in runs.items()})
+    write_json(metrics_path, {"detectors": detectors, "per_series": runs[DETECTOR].per_series})
+    rnn = runs[DETECTOR]
+    curve_data = curves(np.concatenate(rnn.labels), np.concatenate(rnn.norm_scores),
+                        ev.curve_points)
     for name, rows in curve_data.items():
         _write_csv(curves_dir / f"{name}.csv", rows)
 
 
-def nab_scores(output: dict[str, tuple[Series, np.ndarray]], raw_dir: Path,
-               results_dir: Path | None, detector: str = "rnnad") -> dict[str, Any]:
+def nab_scores(output: dict[str, tuple[Series, np.ndarray]], raw_dir: Path) -> dict[str, Any]:
     """NAB's normalised score per profile (threshold optimised over the selected series, as
-    NAB's optimiser does) of anomaly scores = score / threshold (0 where no window ends yet).
+    NAB's optimiser does) of anomaly scores = score / threshold (0 where no score exists yet).
 
-    Comparable with NAB's scoreboard only when all 58 series are selected. With
-    ``results_dir``, also writes ``<detector>/<category>/<detector>_<name>.csv`` in NAB's layout.
+    Comparable with NAB's scoreboard only when all 58 series are selected.
     """
     from rnnad import nab as nab_scorer
 
@@ -97,12 +177,6 @@ def nab_scores(output: dict[str, tuple[Series, np.ndarray]], raw_dir: Path,
     profiles = nab_scorer.load_profiles(raw_dir / nab_scorer.PROFILES_FILE)
     results = nab_scorer.score_arrays(
         {sid: (s.timestamps, scores) for sid, (s, scores) in output.items()}, windows, profiles)
-    if results_dir is not None:
-        with atomic_dir(results_dir) as tmp:
-            for sid, (series, scores) in output.items():
-                category, name = sid.split("/", 1)
-                _write_nab_csv(tmp / detector / category / f"{detector}_{name}.csv", series,
-                               scores)
     out: dict[str, Any] = {"series": len(output)}
     for profile, r in results.items():
         out[profile] = round(r.normalised, 4)
@@ -111,9 +185,20 @@ def nab_scores(output: dict[str, tuple[Series, np.ndarray]], raw_dir: Path,
     return out
 
 
+def write_nab_results(results_dir: Path,
+                      outputs: dict[str, dict[str, tuple[Series, np.ndarray]]]) -> None:
+    """``<results_dir>/<detector>/<category>/<detector>_<name>.csv`` for each detector, in
+    NAB's results layout, replacing ``results_dir`` as a whole."""
+    with atomic_dir(results_dir) as tmp:
+        for detector, output in outputs.items():
+            for sid, (series, scores) in output.items():
+                category, name = sid.split("/", 1)
+                _write_nab_csv(tmp / detector / category / f"{detector}_{name}.csv", series,
+                               scores)
+
+
 def _write_nab_csv(path: Path, series: Series, scores: np.ndarray) -> None:
     import pandas as pd
-
 
     frame = pd.DataFrame({
         "timestamp": pd.to_datetime(series.timestamps).strftime("%Y-%m-%d %H:%M:%S"),
@@ -137,7 +222,6 @@ def _example_ends(scores: np.ndarray, labels: np.ndarray, split: Split, length: 
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-
     header = list(rows[0]) if rows else ["x", "y"]
     lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
     with atomic_path(path) as tmp:
