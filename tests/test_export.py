@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rnnad import export
-from rnnad.config import ModelParams, Params
+from rnnad.config import ModelParams, Params, TrainParams
 from rnnad.datasets.series import Series
 from rnnad.io import read_json, series_filename, sha256_file, write_json
 from rnnad.models.encdec import EncDecAD, build_model
@@ -143,7 +143,8 @@ def make_pipeline_outputs(root: Path, length: int = LENGTH) -> list[str]:
         model_params = ModelParams(cell=cell, hidden=8, layers=2)
         spec = {"series_id": sid, "channels": 1, "window": {"length": length, "stride": 1},
                 "model": model_params.model_dump(), "scaler": scaler.to_dict(),
-                "split": split.to_dict(), "data_sha256": index[-1]["sha256"]}
+                "split": split.to_dict(), "data_sha256": index[-1]["sha256"],
+                "train": TrainParams().model_dump()}
         torch.manual_seed(k)
         save_model(models, sid, build_model(1, model_params), spec)
         thresholds[sid] = 0.25 + k
@@ -187,6 +188,8 @@ def test_package_stage_writes_package_store_model_and_report(tmp_path: Path,
     assert sine["threshold"] == 0.25 and sine["model"]["cell"] == "lstm"
     spec = read_json(tmp_path / "models" / "synth__sine.json")
     assert sine["scaler"] == spec["scaler"] and sine["data_sha256"] == spec["data_sha256"]
+    assert sine["params"]["train"] == spec["train"] and sine["params"]["split"] == spec["split"]
+    assert sine["params"]["threshold"]["method"] == "quantile"
     # the report: stable numbers at numeric keys, tags and checksums under string keys
     assert report["series"] == 2 and 0 <= report["max_parity_abs_diff"] <= 1e-5
     assert report["bento_tag"] == "" and report["model_tag"].startswith("rnnad_test:")

@@ -71,7 +71,7 @@ def make_package(directory: Path, specs: dict[str, dict[str, Any]]) -> dict[str,
         entries[sid] = export.series_entry(
             onnx_path, window=s["window"], channels=1, scaler=scaler.to_dict(),
             threshold=threshold, reduce="mean", data_sha256="ab" * 32,
-            model=params.model_dump())
+            model=params.model_dump(), params={"model": params.model_dump()})
         made[sid] = (model, scaler, s["window"], threshold)
     export.write_detector(directory, entries, "test-revision", "mean")
     return made
@@ -187,28 +187,34 @@ def test_detect_request_validation() -> None:
     from rnnad.service import DetectRequest
 
     ok = DetectRequest.model_validate_json(
-        '{"series": "a/b", "values": [1, 2.5], "timestamps": ["2020-01-01T00:00:00",'
-        ' "2020-01-01 00:05"]}')
-    assert ok.values == [1.0, 2.5] and len(ok.timestamps) == 2
+        '{"items": [{"series": "a/b", "values": [1, 2.5], "timestamps": ["2020-01-01T00:00:00",'
+        ' "2020-01-01 00:05"]}, {"series": "a/c", "values": [3]}]}')
+    assert ok.items[0].values == [1.0, 2.5] and len(ok.items[0].timestamps) == 2
+    assert ok.items[1].timestamps is None
     bad = {
-        '{"series": "a/b", "values": [1, NaN]}': "values",
-        '{"series": "a/b", "values": [1, Infinity]}': "values",
-        '{"series": "a/b", "values": ["1"]}': "values",
-        '{"series": "a/b", "values": [true]}': "values",
-        '{"series": "a/b", "values": []}': "values",
-        '{"series": 3, "values": [1]}': "series",
-        '{"series": "a/b", "values": [1], "extra": 1}': "extra",
-        '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-01"]}': "timestamps",
+        '{"series": "a/b", "values": [1, NaN]}': ("items", 0, "values"),
+        '{"series": "a/b", "values": [1, Infinity]}': ("items", 0, "values"),
+        '{"series": "a/b", "values": ["1"]}': ("items", 0, "values"),
+        '{"series": "a/b", "values": [true]}': ("items", 0, "values"),
+        '{"series": "a/b", "values": []}': ("items", 0, "values"),
+        '{"series": 3, "values": [1]}': ("items", 0, "series"),
+        '{"series": "a/b", "values": [1], "extra": 1}': ("items", 0, "extra"),
+        '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-01"]}':
+            ("items", 0, "timestamps"),
         '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-02", "2020-01-01"]}':
-            "timestamps",
+            ("items", 0, "timestamps"),
         '{"series": "a/b", "values": [1, 2], "timestamps": ["2020-01-01T00:00:00Z",'
-        ' "2020-01-01T01:00:00"]}': "timestamps",
-        '{"series": "a/b", "values": [1], "timestamps": ["yesterday"]}': "timestamps",
+        ' "2020-01-01T01:00:00"]}': ("items", 0, "timestamps"),
+        '{"series": "a/b", "values": [1], "timestamps": ["yesterday"]}':
+            ("items", 0, "timestamps"),
     }
-    for body, field in bad.items():
+    for item, loc in bad.items():
         with pytest.raises(ValidationError) as info:
+            DetectRequest.model_validate_json('{"items": [' + item + "]}")
+        assert loc in {tuple(e["loc"][:3]) for e in info.value.errors()}, item
+    for body in ('{"items": []}', '{"series": "a/b", "values": [1]}', '{"items": {}}'):
+        with pytest.raises(ValidationError):
             DetectRequest.model_validate_json(body)
-        assert field in {str(e["loc"][0]) for e in info.value.errors()}, body
 
 
 def test_load_package_scores_like_torch_and_refuses_altered_files(tmp_path: Path) -> None:
@@ -259,26 +265,64 @@ def server(detector: dict[str, Any]) -> Iterator[str]:
         yield url
 
 
+def detect(url: str, *items: dict[str, Any]) -> tuple[int, Any]:
+    return call(url, "/detect", {"items": list(items)})
+
+
+def flagged_counter(url: str) -> dict[str, float]:
+    """rnnad_flagged_anomalies_total by series, from BentoML's Prometheus /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("rnnad_flagged_anomalies_total{"):
+            labels, value = line.rsplit(" ", 1)
+            series = labels.split('series="', 1)[1].split('"', 1)[0]
+            out[series] = out.get(series, 0.0) + float(value)
+    return out
+
+
 @pytest.mark.integration
 def test_detect_scores_match_torch_and_flags_the_threshold(server: str,
                                                            detector: dict[str, Any]) -> None:
     values = detector["probe"]
     stamps = [f"2015-01-{1 + i // 48:02d}T{(i % 48) // 2:02d}:{30 * (i % 2):02d}:00"
               for i in range(len(values))]
-    status, out = call(server, "/detect", {"series": TAXI, "values": values.tolist(),
-                                           "timestamps": stamps})
+    before = flagged_counter(server).get(TAXI, 0.0)
+    status, out = detect(server, {"series": TAXI, "values": values.tolist(),
+                                  "timestamps": stamps})
     assert status == 200, out
+    [res] = out["results"]
     model, scaler, window, threshold = detector["made"][TAXI]
-    assert out["window"] == window == 16 and out["threshold"] == threshold
-    scores = out["scores"]
-    assert len(scores) == len(out["flags"]) == len(values)
+    assert res["window"] == window == 16 and res["threshold"] == threshold
+    scores = res["scores"]
+    assert len(scores) == len(res["flags"]) == len(values)
     assert scores[: window - 1] == [None] * (window - 1)
     assert all(isinstance(s, float) for s in scores[window - 1 :])
     want = score_points(scaler.transform(values[:, None]), window, torch_reconstructor(model))
     np.testing.assert_allclose(np.array(scores, dtype=float), want, rtol=0, atol=1e-5)
     flags = [s is not None and s > threshold for s in scores]
-    assert out["flags"] == flags and 0 < sum(flags) < len(values) - window
-    assert out["anomalies"] == sum(flags) and len(out["timestamps"]) == len(values)
+    assert res["flags"] == flags and 0 < sum(flags) < len(values) - window
+    assert res["anomalies"] == sum(flags) and len(res["timestamps"]) == len(values)
+    # the Prometheus counter of flagged anomalies, per series
+    assert flagged_counter(server).get(TAXI, 0.0) - before == sum(flags)
+
+
+@pytest.mark.integration
+def test_a_batch_scores_each_series_as_alone_in_request_order(server: str,
+                                                               detector: dict[str, Any]) -> None:
+    taxi = detector["probe"][:100].tolist()
+    speed = nab_values(SPEED)[500:620].tolist()
+    items = [{"series": SPEED, "values": speed}, {"series": TAXI, "values": taxi},
+             {"series": SPEED, "values": speed[:40]}]
+    status, out = detect(server, *items)
+    assert status == 200, out
+    assert [r["series"] for r in out["results"]] == [SPEED, TAXI, SPEED]
+    for item, res in zip(items, out["results"], strict=True):
+        status, alone = detect(server, item)
+        assert status == 200 and alone["results"][0]["scores"] == res["scores"]
+    # scores are causal: the first 40 points score the same alone and as part of 120
+    assert out["results"][2]["scores"] == out["results"][0]["scores"][:40]
 
 
 @pytest.mark.integration
@@ -292,22 +336,32 @@ def test_models_lists_the_series_by_get_and_post(server: str, detector: dict[str
         assert by_id[SPEED]["window"] == 8 and by_id[SPEED]["channels"] == 1
         assert by_id[TAXI]["threshold"] == detector["made"][TAXI][3]
         assert by_id[TAXI]["data_sha256"] == "ab" * 32
+        assert by_id[TAXI]["params"]["model"]["cell"] == "lstm"
+
+
+def _item(**fields: Any) -> dict[str, Any]:
+    return {"items": [{"series": TAXI, "values": [1.0] * 20, **fields}]}
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("body", "status", "field"), [
-    ({"series": "realKnownCause/nope", "values": [1.0] * 20}, 404, "series"),
-    ({"series": TAXI, "values": [1.0] * 15}, 400, "values"),  # window 16
-    (b'{"series": "realKnownCause/nyc_taxi", "values": [1, 2, NaN]}', 400, "values"),
-    ({"series": TAXI, "values": ["1.0", "x"]}, 400, "values"),
-    ({"series": TAXI, "values": "1,2,3"}, 400, "values"),
-    ({"series": ["a"], "values": [1.0] * 20}, 400, "series"),
-    ({"series": TAXI, "values": [1.0] * (MAX_VALUES + 1)}, 400, "values"),
-    ({"series": TAXI, "values": [1.0] * 20, "timestamps": ["2020-01-01T00:00:00"] * 20},
-     400, "timestamps"),
-    ({"series": TAXI, "values": [1.0] * 20, "timestamps": ["2020-01-01T00:00:00"]},
-     400, "timestamps"),
-    ({"series": TAXI, "values": [1e300] * 20}, 400, "values"),
+    (_item(series="realKnownCause/nope"), 404, "items.0.series"),
+    (_item(values=[1.0] * 15), 400, "values"),  # window 16
+    (b'{"items": [{"series": "realKnownCause/nyc_taxi", "values": [1, 2, NaN]}]}', 400,
+     "values"),
+    (_item(values=["1.0", "x"]), 400, "values"),
+    (_item(values="1,2,3"), 400, "values"),
+    (_item(series=["a"]), 400, "series"),
+    (_item(values=[1.0] * (MAX_VALUES + 1)), 400, "values"),
+    ({"items": [{"series": TAXI, "values": [1.0] * 600}] * 2}, 400, "1200 values in all"),
+    ({"items": [{"series": SPEED, "values": [1.0] * 10},
+                {"series": "nope/x", "values": [1.0] * 20}]}, 404, "items.1.series"),
+    (_item(timestamps=["2020-01-01T00:00:00"] * 20), 400, "timestamps"),
+    (_item(timestamps=["2020-01-01T00:00:00"]), 400, "timestamps"),
+    (_item(values=[1e300] * 20), 400, "values"),
+    ({"items": []}, 400, "items"),
+    ({"series": TAXI, "values": [1.0] * 20}, 400, "items"),
+    (b"{not json", 400, ""),
 ])
 def test_invalid_requests_get_4xx_naming_the_field(server: str, body: Any, status: int,
                                                    field: str) -> None:
@@ -315,7 +369,7 @@ def test_invalid_requests_get_4xx_naming_the_field(server: str, body: Any, statu
         else call(server, "/detect", body)
     assert got == status, out
     assert field in (out if isinstance(out, str) else json.dumps(out)), out
-    if field == "series" and status == 404:
+    if status == 404:
         assert TAXI in out and SPEED in out  # lists the valid ones
 
 
@@ -333,5 +387,75 @@ def test_built_bento_serves_by_tag_with_the_model_it_was_built_with(
                        detector["root"] / "bento.log") as url:
         status, out = call(url, "/models", method="GET")
         assert status == 200 and out["model_tag"] == tag, out
-        status, out = call(url, "/detect", {"series": SPEED, "values": [3.0] * 10})
-        assert status == 200 and out["scores"][:7] == [None] * 7, out
+        status, out = detect(url, {"series": SPEED, "values": [3.0] * 10})
+        assert status == 200 and out["results"][0]["scores"][:7] == [None] * 7, out
+
+
+@pytest.mark.integration
+def test_stream_client_gives_the_batch_scores_point_by_point(server: str,
+                                                             detector: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    from rnnad.client import StreamDetector
+
+    values = detector["probe"][:80]
+    status, out = detect(server, {"series": TAXI, "values": values.tolist()})
+    assert status == 200
+    batch = out["results"][0]
+    with StreamDetector(server, TAXI) as stream:
+        points = list(stream.feed(values.tolist()))
+    assert [p.score for p in points] == batch["scores"]  # no look-ahead: same as the batch
+    assert [p.flag for p in points] == batch["flags"]
+    # the command line on a CSV in NAB's layout
+    csv_path = tmp_path / "taxi.csv"
+    rows = [f"2015-01-01 {i // 60:02d}:{i % 60:02d}:00,{float(v)!r}"
+            for i, v in enumerate(values)]
+    csv_path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "rnnad.client", server, TAXI, str(csv_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "timestamp,value,score,flag" and len(lines) == len(values) + 1
+    assert float(lines[-1].split(",")[2]) == pytest.approx(batch["scores"][-1], rel=1e-12)
+
+
+# ---------------------------------------------------------------- fuzzing the running service
+def _fuzz_bodies() -> Any:
+    from hypothesis import strategies as st
+
+    floats = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30)
+    scalars = st.none() | st.booleans() | floats | st.text(max_size=20)
+    junk = st.recursive(scalars, lambda c: st.lists(c, max_size=4)
+                        | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+    stamps = st.lists(st.datetimes().map(lambda t: t.isoformat()) | st.text(max_size=12),
+                      max_size=40)
+    item = st.fixed_dictionaries(
+        {"series": st.sampled_from([TAXI, SPEED, "", "x" * 400, "nope/x"]) | junk,
+         "values": st.lists(floats, max_size=60) | junk},
+        optional={"timestamps": stamps | junk, "extra": junk})
+    requests = st.fixed_dictionaries({"items": st.lists(item, max_size=4) | junk})
+    raw = st.binary(max_size=200).map(lambda b: ("raw", b))
+    return (requests | junk).map(lambda body: ("json", body)) | raw
+
+
+@pytest.mark.integration
+def test_fuzzed_requests_get_2xx_or_4xx_with_a_message_never_5xx(server: str) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    seen: dict[int, int] = {}
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(_fuzz_bodies())
+    def check(case: tuple[str, Any]) -> None:
+        kind, body = case
+        raw = body if kind == "raw" else json.dumps(body, allow_nan=True).encode()
+        status, out = call(server, "/detect", raw=raw)  # 30 s timeout: a hang fails
+        seen[status] = seen.get(status, 0) + 1
+        assert 200 <= status < 300 or 400 <= status < 500, (status, raw[:300], out)
+        if status >= 400:
+            assert out, "a 4xx without a message"
+
+    check()
+    assert any(400 <= s < 500 for s in seen), seen
+    with urllib.request.urlopen(server + "/readyz", timeout=10) as resp:
+        assert resp.status == 200  # the worker survived

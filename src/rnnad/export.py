@@ -199,11 +199,13 @@ def export_checked(series_id: str, model: torch.nn.Module, path: Path, windows: 
 # ---------------------------------------------------------------- the detector package
 def series_entry(onnx_path: Path, *, window: int, channels: int, scaler: dict[str, list[float]],
                  threshold: float, reduce: str, data_sha256: str,
-                 model: dict[str, Any]) -> dict[str, Any]:
-    """One series of ``detector.json``: what the service needs to score it, and provenance."""
+                 model: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One series of ``detector.json``: what the service needs to score it, and provenance
+    (``params``: the run's parameters that made this model and its threshold)."""
     return {"onnx": onnx_path.name, "sha256": sha256_file(onnx_path), "window": int(window),
             "channels": int(channels), "scaler": scaler, "threshold": float(threshold),
-            "reduce": reduce, "data_sha256": data_sha256, "model": model}
+            "reduce": reduce, "data_sha256": data_sha256, "model": model,
+            "params": params or {}}
 
 
 def write_detector(directory: Path, series: dict[str, dict[str, Any]], git_revision: str,

@@ -1,4 +1,4 @@
-"""The BentoML service: per-point anomaly scores for a named series, on onnxruntime only.
+"""The BentoML service: per-point anomaly scores for a batch of named series, on onnxruntime only.
 
 Serve from the repository root (venv active): ``bentoml serve rnnad.service:Detector``, or a
 built Bento: ``bentoml serve rnnad_detector:latest``. Settings, from the environment:
@@ -6,12 +6,19 @@ built Bento: ``bentoml serve rnnad_detector:latest``. Settings, from the environ
 - ``RNNAD_MODEL``: the BentoML model holding the detector package (default ``rnnad_nab:latest``;
   a built Bento uses the model version it was built with unless this is set);
 - ``RNNAD_ORT_THREADS``: onnxruntime intra-op threads per session (default 1);
-- ``RNNAD_MAX_VALUES``: most values one request may send (default 100000);
+- ``RNNAD_MAX_VALUES``: most values one request may send, over all its series (default 100000);
+- ``RNNAD_MAX_SERIES``: most series one request may send (default 1000);
 - ``BENTOML_HOME``: where the model store is (default ~/bentoml).
 
 Scores are computed exactly as the evaluate stage computes them (:func:`rnnad.scoring.
 score_points` on values normalised with the series' training scaler); only the reconstruction
 runs on onnxruntime instead of torch. This module must not import torch or training code.
+
+The server keeps no state between requests (it scales out by replicas): a live stream is scored
+by :class:`rnnad.client.StreamDetector`, which keeps the last window of points and sends it.
+``/metrics`` (BentoML's Prometheus endpoint) also counts the points flagged in answers, per
+series (``rnnad_flagged_anomalies_total{series=...}``); a stream client sends exactly one window,
+whose only scored point is the newest, so each streamed point is counted once.
 """
 
 from __future__ import annotations
@@ -25,7 +32,15 @@ from typing import Annotated, Any
 import bentoml
 import numpy as np
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+import prometheus_client
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -39,6 +54,7 @@ MODEL_ENV = "RNNAD_MODEL"
 DEFAULT_MODEL = "rnnad_nab:latest"
 THREADS_ENV = "RNNAD_ORT_THREADS"
 MAX_VALUES_ENV = "RNNAD_MAX_VALUES"
+MAX_SERIES_ENV = "RNNAD_MAX_SERIES"
 DETECTOR_FILE = "detector.json"  # the names rnnad.export writes (not imported: it needs torch)
 ONNX_INPUT, ONNX_OUTPUT = "x", "recon"
 SCORE_BATCH = 4096
@@ -58,11 +74,12 @@ def env_int(name: str, default: int) -> int:
 
 
 MAX_VALUES = env_int(MAX_VALUES_ENV, 100_000)
+MAX_SERIES = env_int(MAX_SERIES_ENV, 1000)
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 # ---------------------------------------------------------------- request and response models
-class DetectRequest(BaseModel):
+class SeriesInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series: str = Field(min_length=1, max_length=300,
@@ -81,17 +98,33 @@ class DetectRequest(BaseModel):
             return ts
         values = info.data.get("values")
         if values is not None and len(ts) != len(values):
-            raise ValueError(f"timestamps: {len(ts)} given for {len(values)} values")
+            raise ValueError(f"{len(ts)} timestamps given for {len(values)} values")
         if len({t.tzinfo is None for t in ts}) > 1:
-            raise ValueError("timestamps: mixes times with and without a UTC offset")
+            raise ValueError("mixes times with and without a UTC offset")
         for i in range(1, len(ts)):
             if ts[i] <= ts[i - 1]:
-                raise ValueError(f"timestamps: not strictly increasing at index {i} "
+                raise ValueError(f"not strictly increasing at index {i} "
                                  f"({ts[i].isoformat()} after {ts[i - 1].isoformat()})")
         return ts
 
 
-class DetectResponse(BaseModel):
+class DetectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[SeriesInput] = Field(
+        min_length=1, max_length=MAX_SERIES,
+        description=f"the series to score, at most {MAX_SERIES}; scored independently")
+
+    @model_validator(mode="after")
+    def _not_too_many_values(self) -> DetectRequest:
+        total = sum(len(item.values) for item in self.items)
+        if total > MAX_VALUES:
+            raise ValueError(f"{total} values in all; at most {MAX_VALUES} per request "
+                             f"({MAX_VALUES_ENV})")
+        return self
+
+
+class SeriesResult(BaseModel):
     series: str
     window: int = Field(description="points per window; the first window-1 scores are null")
     threshold: float = Field(description="a point is flagged when its score exceeds this")
@@ -100,6 +133,10 @@ class DetectResponse(BaseModel):
     flags: list[bool]
     anomalies: int
     timestamps: list[datetime] | None = None
+
+
+class DetectResponse(BaseModel):
+    results: list[SeriesResult] = Field(description="one per item, in request order")
 
 
 class SeriesInfo(BaseModel):
@@ -111,6 +148,8 @@ class SeriesInfo(BaseModel):
     data_sha256: str
     onnx_sha256: str
     model: dict[str, Any]
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="the run's window, model, train, split params")
 
 
 class ModelsResponse(BaseModel):
@@ -151,7 +190,7 @@ def load_package(path: Path, threads: int = 1) -> tuple[str, dict[str, SeriesDet
         info = SeriesInfo(series=sid, window=s["window"], channels=s["channels"],
                           threshold=s["threshold"], reduce=s["reduce"],
                           data_sha256=s["data_sha256"], onnx_sha256=s["sha256"],
-                          model=s["model"])
+                          model=s["model"], params=s.get("params", {}))
         session = ort.InferenceSession(str(onnx_path), opts,
                                        providers=["CPUExecutionProvider"])
         detectors[sid] = SeriesDetector(info, Scaler.from_dict(s["scaler"]), session)
@@ -167,6 +206,13 @@ def _error(status: int, field: str, message: str) -> JSONResponse:
 def _get_models(request: Request) -> JSONResponse:
     detector = bentoml.get_current_service()
     return JSONResponse(detector.catalog().model_dump(mode="json"))
+
+
+# Prometheus, on BentoML's /metrics; exported as rnnad_flagged_anomalies_total{series=...}
+FLAGGED = prometheus_client.Counter(name="rnnad_flagged_anomalies",
+                                  documentation="points flagged anomalous in /detect answers, "
+                                  "by series",
+                                  labelnames=["series"])
 
 
 # GET /models beside the POST API of the same path (BentoML APIs are POST only).
@@ -209,26 +255,35 @@ class Detector:
         return self.catalog()
 
     @bentoml.api(route="/detect", input_spec=DetectRequest, output_spec=DetectResponse)
-    def detect(self, series: str, values: list[float],
-               timestamps: list[datetime] | None = None) -> DetectResponse | JSONResponse:
-        """Causal per-point scores and flags for ``values`` of one series."""
-        detector = self.detectors.get(series)
-        if detector is None:
-            return _error(404, "series", f"unknown series {series!r}; known: "
-                          f"{', '.join(sorted(self.detectors))}")
-        info = detector.info
-        if info.channels != 1:
-            return _error(400, "values", f"series {series!r} has {info.channels} channels; "
-                          "this API takes univariate values")
-        if len(values) < info.window:
-            return _error(400, "values", f"{len(values)} values given; series {series!r} "
-                          f"needs at least {info.window} (one window)")
-        try:
-            scores = detector.scores(np.asarray(values, dtype=np.float64)[:, None])
-        except OverflowError as exc:
-            return _error(400, "values", str(exc))
-        flags = flag(scores, info.threshold)
-        return DetectResponse(
-            series=series, window=info.window, threshold=info.threshold, reduce=info.reduce,
-            scores=[None if np.isnan(s) else float(s) for s in scores],
-            flags=flags.tolist(), anomalies=int(flags.sum()), timestamps=timestamps)
+    def detect(self, items: list[SeriesInput]) -> DetectResponse | JSONResponse:
+        """Causal per-point scores and flags for each series of the batch. Every item is
+        checked before any is scored: one bad item rejects the request, naming it."""
+        checked = []
+        for i, item in enumerate(items):
+            detector = self.detectors.get(item.series)
+            if detector is None:
+                return _error(404, f"items.{i}.series", f"unknown series {item.series!r}; "
+                              f"known: {', '.join(sorted(self.detectors))}")
+            info = detector.info
+            if info.channels != 1:
+                return _error(400, f"items.{i}.values", f"series {item.series!r} has "
+                              f"{info.channels} channels; this API takes univariate values")
+            if len(item.values) < info.window:
+                return _error(400, f"items.{i}.values", f"{len(item.values)} values given; "
+                              f"series {item.series!r} needs at least {info.window} "
+                              "(one window)")
+            checked.append((item, detector))
+        results = []
+        for i, (item, detector) in enumerate(checked):
+            try:
+                scores = detector.scores(np.asarray(item.values, dtype=np.float64)[:, None])
+            except OverflowError as exc:
+                return _error(400, f"items.{i}.values", str(exc))
+            results.append((item, detector.info, scores, flag(scores, detector.info.threshold)))
+        for item, _, _, flags in results:
+            FLAGGED.labels(series=item.series).inc(int(flags.sum()))
+        return DetectResponse(results=[SeriesResult(
+            series=item.series, window=info.window, threshold=info.threshold,
+            reduce=info.reduce, scores=[None if np.isnan(v) else float(v) for v in scores],
+            flags=flags.tolist(), anomalies=int(flags.sum()), timestamps=item.timestamps)
+            for item, info, scores, flags in results])

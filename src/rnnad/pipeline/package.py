@@ -49,7 +49,10 @@ def package_stage(params: Params, processed_dir: Path, splits_path: Path, models
                 tmp / onnx_name, window=length, channels=spec["channels"],
                 scaler=scaler.to_dict(), threshold=thresholds[sid],
                 reduce=params.evaluate.reduce, data_sha256=spec["data_sha256"],
-                model=spec["model"])
+                model=spec["model"], params={
+                    "window": spec["window"], "model": spec["model"], "train": spec["train"],
+                    "split": spec["split"], "reduce": params.evaluate.reduce,
+                    "threshold": params.evaluate.threshold.model_dump()})
         if not series_info:
             raise ValueError(f"{processed_dir}: no series to package")
         export.write_detector(tmp, series_info, revision, params.evaluate.reduce)
