@@ -157,6 +157,91 @@ def test_download_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert (tmp_path / "a/x.csv").read_bytes() == good
 
 
+class _FlakyHandler:
+    """Build a loopback HTTP handler that serves ``body``; the first ``cut`` requests announce
+    the full length but send only half the bytes and close (an interrupted transfer)."""
+
+    @staticmethod
+    def make(body: bytes, cut: int, served: list[int]) -> type:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                served.append(1)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if len(served) <= cut:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.mark.parametrize(("cut", "retries", "ok"), [(1, 3, True), (2, 3, True), (3, 3, False)])
+def test_interrupted_download_is_retried_and_leaves_no_partial_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: int, retries: int, ok: bool) -> None:
+    import http.server
+    import threading
+
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    body = b"timestamp,value\n" + b"2014-01-01 00:00:00,1.0\n" * 2000
+    served: list[int] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             _FlakyHandler.make(body, cut, served))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        entries = [ManifestEntry("data/a.csv", len(body), hashlib.sha256(body).hexdigest())]
+        dest = tmp_path / "raw"
+        if ok:
+            fetch_files(entries, dest, "toy", lambda p: f"{url}/{p}", retries=retries,
+                        timeout_s=5)
+            assert (dest / "data/a.csv").read_bytes() == body
+            assert len(served) == cut + 1
+        else:
+            with pytest.raises(FetchError, match=r"could not download .* after 3 attempts"):
+                fetch_files(entries, dest, "toy", lambda p: f"{url}/{p}", retries=retries,
+                            timeout_s=5)
+            assert _files(dest) == []  # no partial file, no temporary left
+            assert len(served) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_corrupted_transfer_is_retried_but_a_changed_upstream_file_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    good = b"1,2,3\n"
+    entries = [ManifestEntry("x.csv", len(good), hashlib.sha256(good).hexdigest())]
+    payloads: list[bytes] = []
+
+    def fake_download(url: str, dest: Path, timeout_s: float) -> None:
+        dest.write_bytes(payloads.pop(0))
+
+    monkeypatch.setattr(fetch_mod, "_download", fake_download)
+    payloads[:] = [b"1,2,\x00\n", good]  # one corrupted transfer, then the right bytes
+    fetch_files(entries, tmp_path / "a", "toy", lambda p: f"https://example.invalid/{p}")
+    assert (tmp_path / "a/x.csv").read_bytes() == good and payloads == []
+
+    payloads[:] = [b"new upstream\n", b"new upstream\n", good]  # the same wrong bytes twice
+    with pytest.raises(FetchError, match=r"checksum mismatch .* upstream file changed") as info:
+        fetch_files(entries, tmp_path / "b", "toy", lambda p: f"https://example.invalid/{p}")
+    assert "in 2 attempts" in str(info.value) and "manifest" in str(info.value)
+    assert payloads == [good]  # stopped without a third attempt
+    assert _files(tmp_path / "b") == []
+
+
 @pytest.mark.parametrize(
     "bad_line",
     [

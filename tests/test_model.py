@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
+import platform
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rnnad.config import ModelParams, TrainParams
+from rnnad.config import ModelParams, Params, TrainParams
+from rnnad.datasets.series import Series
 from rnnad.models import training
 from rnnad.models.encdec import EncDecAD, build_model
-from rnnad.models.store import load_model, save_model
+from rnnad.models.store import ModelStoreError, load_model, save_model
 from rnnad.models.training import TrainingError, fit, seed_everything
+from rnnad.pipeline import train as train_pipeline
+from rnnad.split import Scaler, Split
 from rnnad.windows import sliding_windows
 
 LENGTH = 16
@@ -170,6 +178,198 @@ def test_non_finite_loss_is_an_error() -> None:
     bad[3, 2, 0] = np.nan
     with pytest.raises(TrainingError, match="loss became nan"):
         fit(model, bad, sine_windows(4, 2), FAST.model_copy(update={"batch_size": 64}))
+
+
+def test_infinite_data_diverges_with_a_clear_error() -> None:
+    """An infinite input value makes the loss non-finite in the first batch that holds it."""
+    seed_everything(0, 1)
+    model = build_model(1, ModelParams(hidden=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = sine_windows(64, 1)
+    bad[40, 5, 0] = np.inf  # second batch of 32 in the shuffled order, or the first
+    with pytest.raises(TrainingError, match=r"training diverged: loss became (nan|inf) at epoch 0 "
+                                            r"\(train.lr=0.01\); lower train.lr"):
+        fit(model, bad, sine_windows(8, 2), FAST)
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    assert set(before) == set(model.state_dict())
+
+
+def test_non_finite_gradient_norm_is_an_error_before_any_step() -> None:
+    """A finite loss with an infinite gradient (checked before clipping, which would spread NaN
+    into every gradient) stops training at that batch; the weights never take the step."""
+    seed_everything(0, 1)
+    model = build_model(1, ModelParams(hidden=4))
+    calls = {"n": 0}
+
+    def blow_up_third_batch(grad: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return grad * float("inf") if calls["n"] == 3 else grad
+
+    model.output.weight.register_hook(blow_up_third_batch)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    real_step = torch.optim.Adam.step
+
+    def spy_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    params = FAST.model_copy(update={"batch_size": 32})  # 64 windows: 2 batches per epoch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy_step)
+        with pytest.raises(TrainingError, match=r"training diverged: gradient norm became "
+                                                r"(inf|nan) at epoch 1 \(train.lr=0.01\); "
+                                                r"lower train.lr"):
+            fit(model, sine_windows(64, 1), sine_windows(8, 2), params)
+    assert len(snapshots) == 2  # the two steps of epoch 0; none with the infinite gradient
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[-1][k]) for k in final)
+    assert all(torch.isfinite(v).all() for v in final.values())
+
+
+def test_save_model_refuses_non_finite_weights(tmp_path: Path) -> None:
+    params = ModelParams(hidden=4)
+    model = build_model(1, params)
+    with torch.no_grad():
+        model.encoder.weight_hh_l0[1, 2] = float("nan")
+    with pytest.raises(ModelStoreError, match=r"cat/series: refusing to save a model with "
+                                              r"non-finite weights \(encoder.weight_hh_l0\); "
+                                              r"training diverged: lower train.lr"):
+        save_model(tmp_path / "models", "cat/series", model,
+                   {"channels": 1, "model": params.model_dump()})
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+    with torch.no_grad():
+        model.encoder.weight_hh_l0[1, 2] = 0.0
+        model.output.bias[0] = float("-inf")
+    with pytest.raises(ModelStoreError, match=r"\(output.bias\)"):
+        save_model(tmp_path, "cat/series", model, {"channels": 1, "model": params.model_dump()})
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "models"])
+
+
+# --- the train stage on synthetic series (no DVC): errors, atomic output, provenance -------------
+
+def _synthetic_series(series_id: str, n: int = 200, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = (np.sin(2 * np.pi * t / 20.0) + 0.05 * rng.normal(size=n))[:, None]
+    return Series(id=series_id, timestamps=np.arange(n).astype("datetime64[m]").astype(
+        "datetime64[ns]"), values=values, labels=np.zeros(n, dtype=np.int8),
+        windows=np.zeros((0, 2), dtype=np.int64))
+
+
+def _run_train_stage(monkeypatch: pytest.MonkeyPatch, root: Path, series: list[Series],
+                     params: Params, repo: Path | None = None) -> None:
+    """train_stage on in-memory series, writing root/models and root/reports/train."""
+    by_file = {f"{s.id}.npz": s for s in series}
+    monkeypatch.setattr(train_pipeline, "load_index", lambda _dir: [
+        {"file": name, "sha256": hashlib.sha256(name.encode()).hexdigest()} for name in by_file])
+    monkeypatch.setattr(train_pipeline, "load_series", lambda _dir, entry: by_file[entry["file"]])
+    monkeypatch.setattr(train_pipeline, "load_splits", lambda _path: {
+        s.id: (Split(len(s), 120, 160), Scaler((0.0,), (1.0,))) for s in series})
+    train_pipeline.train_stage(params, root / "processed", root / "splits.json",
+                               root / "models", root / "reports" / "train", repo=repo)
+
+
+TINY = Params.model_validate({"window": {"length": 8}, "model": {"hidden": 4},
+                              "train": {"epochs": 2, "threads": 1}})
+
+
+def test_train_stage_error_names_the_series_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = _synthetic_series("cat/good")
+    bad = _synthetic_series("cat/bad", seed=1)
+    bad.values[50, 0] = np.inf  # in the training part
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "previous.json").write_text("{}")
+    with pytest.raises(TrainingError, match=r"^series cat/bad: training diverged: loss became "
+                                            r"(nan|inf) at epoch 0 \(train.lr=0.01\); "
+                                            r"lower train.lr$"):
+        _run_train_stage(monkeypatch, tmp_path, [good, bad], TINY, repo=tmp_path)
+    # the previous models are untouched, and no temporary directory is left
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["previous.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "reports"]
+    assert list((tmp_path / "reports").iterdir()) == []
+
+
+def test_train_stage_removes_what_a_killed_run_left(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".models.k1ll3d.tmp").mkdir()
+    (tmp_path / ".models.k1ll3d.tmp" / "half.pt").write_bytes(b"partial")
+    (tmp_path / ".models.old").mkdir()
+    (tmp_path / ".models2.abc.tmp").write_text("")  # another output's temporary: kept
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / ".train.zz9.tmp").mkdir()
+    _run_train_stage(monkeypatch, tmp_path, [_synthetic_series("cat/a")], TINY, repo=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".models2.abc.tmp", "models",
+                                                         "reports"]
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["train"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["cat__a.json", "cat__a.pt"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                          cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_model_spec_records_provenance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "params.yaml").write_text("train: {}\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    (repo / "reports").mkdir()
+    (repo / "reports" / "metrics.json").write_text("{}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "start")
+    head = _git(repo, "rev-parse", "HEAD")
+    series = [_synthetic_series("cat/a"), _synthetic_series("cat/b", seed=2)]
+
+    def spec(root: Path, sid: str = "cat/a") -> dict:
+        return json.loads((root / "models" / (sid.replace("/", "__") + ".json")).read_text())
+
+    # files the pipeline writes (dvc.lock, reports/) and untracked files do not make it dirty
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (repo / "reports" / "metrics.json").write_text("{\"changed\": 1}\n")
+    (repo / "untracked.txt").write_text("x")
+    _run_train_stage(monkeypatch, tmp_path / "clean", series, TINY, repo=repo)
+    first = (tmp_path / "clean" / "models" / "cat__a.json").read_bytes()
+    prov = spec(tmp_path / "clean")["provenance"]
+    assert prov == spec(tmp_path / "clean", "cat/b")["provenance"]
+    assert prov["git_revision"] == head and len(head) == 40
+    assert prov["git_dirty"] is False
+    assert prov["python"] == platform.python_version()
+    assert prov["packages"] == {"torch": torch.__version__, "numpy": np.__version__,
+                                "rnnad": metadata.version("rnnad")}
+    groups = {"window": TINY.window.model_dump(), "model": TINY.model.model_dump(),
+              "train": TINY.train.model_dump()}
+    canonical = json.dumps(groups, sort_keys=True, separators=(",", ":"))
+    assert prov["params_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    # the rest of the spec is what it was
+    assert spec(tmp_path / "clean")["train"] == TINY.train.model_dump()
+
+    # a second run at the same commit writes the same bytes, weights included
+    _run_train_stage(monkeypatch, tmp_path / "again", series, TINY, repo=repo)
+    for name in ("cat__a.json", "cat__a.pt", "cat__b.json", "cat__b.pt"):
+        assert (tmp_path / "again" / "models" / name).read_bytes() == \
+            (tmp_path / "clean" / "models" / name).read_bytes(), name
+    assert (tmp_path / "again" / "models" / "cat__a.json").read_bytes() == first
+
+    # a modified tracked input makes it dirty; other params give another params hash
+    (repo / "params.yaml").write_text("train: {lr: 0.1}\n")
+    other = TINY.model_copy(update={"train": TINY.train.model_copy(update={"lr": 0.02})})
+    _run_train_stage(monkeypatch, tmp_path / "dirty", series, other, repo=repo)
+    dirty = spec(tmp_path / "dirty")["provenance"]
+    assert dirty["git_dirty"] is True and dirty["git_revision"] == head
+    assert dirty["params_sha256"] != prov["params_sha256"]
+
+    # outside git: unknown revision, dirty null
+    outside = tmp_path / "no-git"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    _run_train_stage(monkeypatch, tmp_path / "plain", series, TINY, repo=outside)
+    plain = spec(tmp_path / "plain")["provenance"]
+    assert plain["git_revision"] == "unknown" and plain["git_dirty"] is None
+    assert plain["params_sha256"] == prov["params_sha256"]
 
 
 def test_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,49 +13,32 @@ the test covers every stage that exists.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from scratch import REPO, copy_project, dvc_stages, run_dvc, scratch_env, set_params, source_deps
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 SERIES = ["realAdExchange/exchange-2_cpc_results", "realTraffic/speed_7578"]
-GENERATED_ROOTS = ("data", "models", "reports")
-
-
-def _dvc_stages() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-
-
-def _dep_paths(stage: dict[str, Any]) -> list[str]:
-    return [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
-
-
-def _source_deps(stage: dict[str, Any]) -> list[str]:
-    """Dependencies that are source files, not outputs of another stage."""
-    return [d for d in _dep_paths(stage) if d.split("/")[0] not in GENERATED_ROOTS]
 
 
 def _present_stages() -> list[str]:
-    return [name for name, stage in _dvc_stages().items()
-            if all((REPO / d).exists() for d in _source_deps(stage))]
+    return [name for name, stage in dvc_stages().items()
+            if all((REPO / d).exists() for d in source_deps(stage))]
 
 
 PRESENT = _present_stages()
-ALL_STAGES = list(_dvc_stages())
+ALL_STAGES = list(dvc_stages())
 
 
 def _needs(stage: str) -> None:
     if stage not in PRESENT:
-        missing = [d for d in _source_deps(_dvc_stages()[stage]) if not (REPO / d).exists()]
+        missing = [d for d in source_deps(dvc_stages()[stage]) if not (REPO / d).exists()]
         pytest.skip(f"stage '{stage}' is not in the repository yet (missing {missing})")
 
 
@@ -64,16 +47,8 @@ class Project:
         self.root = root
         self.env = env
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=600)
-        if check and proc.returncode != 0:
-            pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n"
-                        f"{proc.stderr}")
-        return proc
-
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+        return run_dvc(self.root, self.env, *args, check=check)
 
     def repro(self) -> subprocess.CompletedProcess:
         # the whole pipeline when every stage exists; else every stage that does
@@ -85,15 +60,7 @@ class Project:
         return json.loads(self.dvc("status", "--json", *targets).stdout or "{}")
 
     def set_params(self, **updates: Any) -> None:
-        path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        for dotted, value in updates.items():
-            node = params
-            *parents, leaf = dotted.split(".")
-            for key in parents:
-                node = node[key]
-            node[leaf] = value
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        set_params(self.root, updates)
 
     def metrics(self) -> dict[str, Any]:
         return json.loads((self.root / "reports/metrics.json").read_text())
@@ -104,30 +71,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Project:
     """The scratch project after a first ``dvc repro``; ``mirror`` (conftest.py) is the absolute
     dataset mirror, by default Path(__file__).resolve().parents[2] / "shared" / "datasets"."""
     root = tmp_path_factory.mktemp("pipeline")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for folder in ("stages", "src"):
-        shutil.copytree(REPO / folder, root / folder, ignore=ignore)
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy2(REPO / name, root / name)
-    for stage in _dvc_stages().values():  # top-level files a stage depends on (bentofile.yaml)
-        for dep in _source_deps(stage):
-            src = REPO / dep
-            if src.is_file() and not (root / dep).exists():
-                (root / dep).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, root / dep)
-
-    home = root.parent / f"{root.name}-home"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(root / "src"),
-        "RNNAD_DATA_MIRROR": str(mirror),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(home / "dvc-site-cache"),
-        "HOME": str(home),
-    }
+    copy_project(root)
+    env = scratch_env(root, mirror)
     p = Project(root, env)
     p.dvc("init", "--no-scm", "-q")
     p.set_params(**{

@@ -72,11 +72,56 @@ def _verify(tmp: Path, entry: ManifestEntry, source: str) -> None:
 
 
 def _download(url: str, dest: Path, timeout_s: float) -> None:
+    """Stream ``url`` into ``dest``; a transfer cut short of its Content-Length raises."""
     with requests.get(url, stream=True, timeout=timeout_s) as resp:
         resp.raise_for_status()
+        expected = resp.headers.get("Content-Length")
+        written = 0
         with open(dest, "wb") as fh:
             for block in resp.iter_content(chunk_size=1 << 16):
                 fh.write(block)
+                written += len(block)
+        if expected is not None and expected.isdigit() and written != int(expected) \
+                and not resp.headers.get("Content-Encoding"):
+            raise requests.exceptions.ChunkedEncodingError(
+                f"transfer interrupted: {written} of {expected} bytes")
+
+
+def _download_verified(url: str, tmp: Path, entry: ManifestEntry, retries: int,
+                       timeout_s: float) -> None:
+    """Download ``url`` into ``tmp`` until its sha256 matches ``entry``, at most ``retries``
+    attempts. A failed or cut-off transfer and a checksum mismatch are both retried (a flaky
+    connection can corrupt a transfer); the same wrong digest twice means the upstream file
+    changed, which stops at once."""
+    last_error: Exception | None = None
+    digests: list[str] = []
+    for attempt in range(max(1, retries)):
+        if attempt:
+            time.sleep(min(2 ** (attempt - 1), 5))
+        try:
+            _download(url, tmp, timeout_s)
+        except requests.RequestException as exc:
+            last_error = exc
+            continue
+        digest = sha256_file(tmp)
+        if digest == entry.sha256:
+            return
+        if digest in digests:
+            break  # the same bytes again: not a transfer error
+        digests.append(digest)
+        last_error = None
+    if digests and last_error is None:
+        raise FetchError(
+            f"checksum mismatch for {entry.path} from {url}: expected sha256 {entry.sha256}, "
+            f"got {digests[-1]} ({len(digests)} distinct digest(s) in {attempt + 1} attempts). "
+            "The upstream file changed (or every transfer was corrupted); nothing was written. "
+            "Check the upstream source and update the dataset's manifest deliberately."
+        )
+    raise FetchError(
+        f"could not download {url} after {attempt + 1} attempts ({last_error}). "
+        f"Without network access, set {MIRROR_ENV} to a local copy laid out like "
+        f"shared/datasets/, e.g. `export {MIRROR_ENV}=../shared/datasets`."
+    ) from last_error
 
 
 def fetch_files(
@@ -113,22 +158,5 @@ def fetch_files(
                 shutil.copyfile(src, tmp)
                 _verify(tmp, entry, str(src))
             else:
-                url = url_for(entry.path)
-                last_error: Exception | None = None
-                for attempt in range(retries):
-                    try:
-                        _download(url, tmp, timeout_s)
-                        last_error = None
-                        break
-                    except requests.RequestException as exc:
-                        last_error = exc
-                        if attempt + 1 < retries:
-                            time.sleep(min(2**attempt, 5))
-                if last_error is not None:
-                    raise FetchError(
-                        f"could not download {url} after {retries} attempts ({last_error}). "
-                        f"Without network access, set {MIRROR_ENV} to a local copy laid out like "
-                        f"shared/datasets/, e.g. `export {MIRROR_ENV}=../shared/datasets`."
-                    ) from last_error
-                _verify(tmp, entry, url)
+                _download_verified(url_for(entry.path), tmp, entry, retries, timeout_s)
     return out

@@ -1,4 +1,12 @@
-"""Training loop: Adam on MSE, early stopping on validation loss, best weights restored."""
+"""Training loop: Adam on MSE, early stopping on validation loss, best weights restored.
+
+Divergence is an error, never a silently kept model: a non-finite batch loss, a non-finite
+gradient norm (checked before clipping, so no step is taken with it) or non-finite weights at
+the end raise :class:`TrainingError` naming the epoch and suggesting a lower ``train.lr``. There
+is no automatic recovery (such as retrying at a lower rate): the params that produced a model
+are recorded with it, so the fix is a deliberate change of ``train.lr`` in params.yaml.
+Gradients are clipped at norm 1 (:data:`MAX_GRAD_NORM`), which keeps ordinary spikes finite.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,18 @@ import torch
 from torch import nn
 
 from rnnad.config import TrainParams
+from rnnad.models.store import non_finite_weights
+
+MAX_GRAD_NORM = 1.0
 
 
 class TrainingError(RuntimeError):
     """Training could not produce a usable model (too little data, divergence)."""
+
+
+def _diverged(what: str, epoch: int, lr: float) -> TrainingError:
+    return TrainingError(f"training diverged: {what} at epoch {epoch} (train.lr={lr}); "
+                         "lower train.lr")
 
 
 @dataclass
@@ -74,9 +90,12 @@ def fit(
             optimiser.zero_grad()
             loss = nn.functional.mse_loss(model(xb), xb)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch}; lower train.lr")
+                raise _diverged(f"loss became {loss.item()}", epoch, params.lr)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            # the norm before clipping: a non-finite one would turn every gradient into NaN
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
+            if not torch.isfinite(grad_norm):
+                raise _diverged(f"gradient norm became {grad_norm.item()}", epoch, params.lr)
             optimiser.step()
             total += loss.item() * len(xb)
         train_loss = total / len(x_train)
@@ -93,7 +112,11 @@ def fit(
             if stale >= params.patience:
                 break
     if best.best_epoch < 0:
-        raise TrainingError("validation loss was never finite")
+        raise TrainingError(f"validation loss was never finite (train.lr={params.lr}); "
+                            "lower train.lr")
     model.load_state_dict(best_state)
+    bad = non_finite_weights(model)
+    if bad:
+        raise _diverged(f"non-finite weights ({', '.join(bad)})", best.best_epoch, params.lr)
     model.eval()
     return best

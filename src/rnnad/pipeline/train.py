@@ -1,9 +1,22 @@
-"""Stage train: one encoder-decoder per series, curves logged with dvclive."""
+"""Stage train: one encoder-decoder per series, curves logged with dvclive.
+
+Each model's JSON spec records where it came from (``provenance``): the git revision of the
+working tree, whether tracked files differed from it, the Python and package versions and a
+hash of the params groups this stage reads. None of it depends on time or on the run, so two
+runs at the same commit write identical files; the weights never depend on it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +39,86 @@ def training_windows(
     return windows[train], windows[val]
 
 
+PROVENANCE_PACKAGES = ("torch", "numpy", "rnnad")
+TRAIN_PARAM_GROUPS = ("window", "model", "train")
+# Tracked files that the pipeline itself rewrites during a run (dvc.lock after each stage, the
+# uncached metrics, curves and summary plots under reports/): not what a model came from, and
+# counting them would make the second of two runs at one commit look dirty.
+PIPELINE_WRITTEN = ("dvc.lock", "reports")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30,
+                          check=True).stdout
+
+
+def git_state(repo: Path) -> tuple[str, bool | None]:
+    """``(revision, dirty)`` of the git working tree at ``repo``: HEAD's hash ("unknown"
+    without a commit or git) and whether a tracked file under ``repo`` differs from HEAD, other
+    than :data:`PIPELINE_WRITTEN` (None when ``repo`` is not in a git working tree)."""
+    try:
+        status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(exclude){path}" for path in PIPELINE_WRITTEN))
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    try:
+        revision = _git(repo, "rev-parse", "--verify", "HEAD").strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        revision = "unknown"
+    return revision, bool(status.strip())
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def params_sha256(params: Params) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of the params groups train reads."""
+    groups = {name: getattr(params, name).model_dump(mode="json") for name in TRAIN_PARAM_GROUPS}
+    text = json.dumps(groups, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def provenance(params: Params, repo: Path) -> dict[str, Any]:
+    revision, dirty = git_state(repo)
+    return {
+        "git_revision": revision,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PROVENANCE_PACKAGES},
+        "params_sha256": params_sha256(params),
+    }
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove what a killed earlier run left next to output ``out``: the temporary directories
+    and files of :func:`rnnad.io.atomic_dir` / ``atomic_path`` (``.<name>.*.tmp``) and the
+    ``.<name>.old`` of an interrupted swap. DVC runs one stage at a time per output (its
+    rwlock), so none of them can belong to a live writer. Returns what was removed."""
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    stale = [*parent.glob(f".{out.name}.*.tmp"), parent / f".{out.name}.old"]
+    removed = []
+    for path in sorted(stale):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_dir: Path,
-                live_dir: Path) -> None:
+                live_dir: Path, repo: Path | None = None) -> None:
+    """Train one model per series into ``models_dir`` (replaced as a whole, only when every
+    series trained) and its curves into ``live_dir``; ``repo`` (default: the working directory)
+    is where provenance looks for git."""
     from dvclive import Live
 
     from rnnad.models.encdec import build_model
@@ -35,6 +126,10 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
     from rnnad.models.training import TrainingError, fit, seed_everything
 
     splits = load_splits(splits_path)
+    for out in (models_dir, live_dir):
+        for path in remove_stale_temporaries(out):
+            log.info("removed %s, left by an interrupted run", path)
+    origin = provenance(params, Path.cwd() if repo is None else repo)
     summary = {}
     with atomic_dir(models_dir) as tmp_models, atomic_dir(live_dir) as tmp_live:
         for entry in load_index(processed_dir):
@@ -55,7 +150,7 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
                 try:
                     result = fit(model, train_w, val_w, params.train, on_epoch)
                 except TrainingError as exc:
-                    raise TrainingError(f"{series.id}: {exc}") from exc
+                    raise TrainingError(f"series {series.id}: {exc}") from exc
             seconds = time.perf_counter() - start
             spec = {
                 "series_id": series.id,
@@ -71,6 +166,7 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
                 "best_epoch": result.best_epoch,
                 "epochs_run": len(result.history),
                 "best_val_loss": result.best_val_loss,
+                "provenance": origin,
             }
             save_model(tmp_models, series.id, model, spec)
             summary[series.id] = {k: spec[k] for k in ("train_windows", "best_epoch",
