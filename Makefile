@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/ruff check src stages tests
+	$(BIN)/ruff check src stages tests benchmarks examples
 	$(BIN)/pytest -q
 
 readme: $(STAMP)  # the README's results tables, from reports/metrics.json
@@ -33,7 +33,7 @@ serve: $(STAMP)
 	$(BIN)/bentoml serve rnnad.service:Detector --host 127.0.0.1 --port $${PORT:-3000}
 
 lint: $(STAMP)
-	$(BIN)/ruff check src stages tests
+	$(BIN)/ruff check src stages tests benchmarks examples
 
 clean-venv:
 	rm -rf $(VENV)

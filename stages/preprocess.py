@@ -3,8 +3,7 @@
 from pathlib import Path
 
 from rnnad.cli import run_stage
-from rnnad.pipeline.prepare import preprocess_stage
+from rnnad.pipeline.prepare import RAW_ROOT, preprocess_stage
 
 if __name__ == "__main__":
-    run_stage("preprocess", lambda p: preprocess_stage(p, Path("data/raw/nab"),
-                                                       Path("data/processed")))
+    run_stage("preprocess", lambda p: preprocess_stage(p, RAW_ROOT, Path("data/processed")))

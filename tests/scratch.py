@@ -6,6 +6,7 @@ DVC hashes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,23 @@ def dvc_stages() -> dict[str, Any]:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
+def resolve(text: str, params_path: Path = REPO / "params.yaml") -> str:
+    """``${data.csv.path}`` (DVC templating) -> its value in params.yaml."""
+    params = yaml.safe_load(params_path.read_text())
+
+    def value(match: re.Match[str]) -> str:
+        node: Any = params
+        for key in match.group(1).split("."):
+            node = node[key]
+        return str(node)
+
+    return re.sub(r"\$\{\s*([\w.]+)\s*\}", value, text)
+
+
 def source_deps(stage: dict[str, Any]) -> list[str]:
-    """A stage's dependencies that are source files, not outputs of another stage."""
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
+    """A stage's dependencies that are source files, not outputs of another stage (templated
+    paths resolved against params.yaml)."""
+    deps = [resolve(d if isinstance(d, str) else next(iter(d))) for d in stage.get("deps", [])]
     return [d for d in deps if d.split("/")[0] not in GENERATED_ROOTS]
 
 

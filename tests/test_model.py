@@ -87,7 +87,7 @@ def test_decoder_runs_in_reverse_order() -> None:
     x = torch.randn(3, 10, 2)
     with torch.no_grad():
         _, state = model.encoder(x)
-        first_step, _ = model.decoder(torch.zeros(3, 1, 2), state)
+        first_step, _ = model.decoder(torch.zeros(3, 1, 1), state)
         out = model(x)
     assert torch.allclose(model.output(first_step)[:, 0], out[:, -1], atol=1e-6)
     assert not torch.allclose(model.output(first_step)[:, 0], out[:, 0], atol=1e-3)

@@ -57,21 +57,27 @@ def make_package(directory: Path, specs: dict[str, dict[str, Any]]) -> dict[str,
     for k, (sid, s) in enumerate(specs.items()):
         torch.manual_seed(k)
         params = ModelParams(cell=s["cell"], hidden=8, layers=s["layers"])
-        model = build_model(1, params).eval()
-        scaler = Scaler.fit(s["train"][:, None])
+        train = s["train"] if s["train"].ndim == 2 else s["train"][:, None]
+        channels = train.shape[1]
+        model = build_model(channels, params, s.get("targets")).eval()
+        scaler = Scaler.fit(train)
         onnx_path = directory / f"s{k}.onnx"
-        x = scaler.transform(s["train"][:, None])
+        x = scaler.transform(train)
         windows = export.parity_windows(x, len(x) // 2, s["window"], 64)
         export.export_checked(sid, model, onnx_path, windows, 1e-5)
         threshold = s.get("threshold", 1.0)
         if "probe" in s:  # the median score of the probe values: some flags on, some off
-            scores = score_points(scaler.transform(s["probe"][:, None]), s["window"],
-                                  torch_reconstructor(model))
+            probe = s["probe"] if s["probe"].ndim == 2 else s["probe"][:, None]
+            scores = score_points(scaler.transform(probe), s["window"],
+                                  torch_reconstructor(model), targets=model.targets,
+                                  error_scale=s.get("error_scale"))
             threshold = float(np.nanmedian(scores))
         entries[sid] = export.series_entry(
-            onnx_path, window=s["window"], channels=1, scaler=scaler.to_dict(),
+            onnx_path, window=s["window"], channels=channels, scaler=scaler.to_dict(),
             threshold=threshold, reduce="mean", data_sha256="ab" * 32,
-            model=params.model_dump(), params={"model": params.model_dump()})
+            model=params.model_dump(), params={"model": params.model_dump()},
+            channel_names=s.get("names"), targets=list(model.targets),
+            error_scale=s.get("error_scale"))
         made[sid] = (model, scaler, s["window"], threshold)
     export.write_detector(directory, entries, "test-revision", "mean")
     return made
@@ -228,7 +234,8 @@ def test_load_package_scores_like_torch_and_refuses_altered_files(tmp_path: Path
     assert revision == "test-revision" and list(detectors) == ["x/one"]
     model, scaler, window, _ = made["x/one"]
     values = train[:, None] + rng.normal(0, 1.0, (300, 1))
-    got = detectors["x/one"].scores(values)
+    got, per_channel = detectors["x/one"].scores(values)
+    assert per_channel.shape == (300, 1)
     want = score_points(scaler.transform(values), window, torch_reconstructor(model))
     assert np.isnan(got[: window - 1]).all() and np.isfinite(got[window - 1 :]).all()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -238,9 +245,57 @@ def test_load_package_scores_like_torch_and_refuses_altered_files(tmp_path: Path
         load_package(tmp_path)
 
 
+def machine_values(n: int, seed: int, fault: bool = False) -> np.ndarray:
+    """Three channels: two phase-shifted sines and their sum; with ``fault`` the third breaks
+    away from the others in the last 30 points."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 5.0
+    x = np.stack([np.sin(t), np.cos(t), np.sin(t) + np.cos(t)], axis=1)
+    x = x + rng.normal(0, 0.05, x.shape)
+    if fault:
+        x[-30:, 2] += 6.0
+    return x
+
+
+def machine_spec() -> dict[str, Any]:
+    """A multivariate model reading 3 channels and reconstructing channels 0 and 2, with very
+    different error scales."""
+    return {"cell": "lstm", "layers": 1, "window": 12, "train": machine_values(400, 0),
+            "targets": (0, 2), "names": ["inlet", "outlet", "sum"],
+            "error_scale": [0.5, 2.0], "probe": machine_values(120, 1, fault=True)}
+
+
+def test_multivariate_package_scores_like_torch_and_names_channels(tmp_path: Path) -> None:
+    from rnnad.service import load_package
+
+    spec = machine_spec()
+    made = make_package(tmp_path, {MACHINE: spec})
+    _, detectors = load_package(tmp_path)
+    d = detectors[MACHINE]
+    assert d.info.channels == 3 and d.info.targets == [0, 2]
+    assert d.info.channel_names == ["inlet", "outlet", "sum"]
+    model, scaler, window, threshold = made[MACHINE]
+    got, per_channel = d.scores(spec["probe"])
+    want = score_points(scaler.transform(spec["probe"]), window, torch_reconstructor(model),
+                        targets=(0, 2), error_scale=spec["error_scale"])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # the score is the mean of the scaled channel errors (reduce=mean)
+    np.testing.assert_allclose(per_channel[window - 1 :].mean(axis=1), got[window - 1 :],
+                               rtol=1e-9)
+    flags = np.nan_to_num(got, nan=-np.inf) > threshold
+    assert flags.any()
+    top = d.contributions(flags, per_channel)
+    assert [c.index for c in top] == np.flatnonzero(flags).tolist()
+    for c in top:
+        assert {s.channel for s in c.channels} <= {"inlet", "sum"}  # targets only
+        assert abs(sum(s.share for s in c.channels) - 1.0) < 1e-5
+        assert c.channels[0].share >= c.channels[-1].share
+
+
 # ---------------------------------------------------------------- real servers
 TAXI = "realKnownCause/nyc_taxi"
 SPEED = "realTraffic/speed_7578"
+MACHINE = "machine/m1"
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +307,7 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     made = make_package(root / "package", {
         TAXI: {"cell": "lstm", "layers": 2, "window": 16, "train": taxi[:1000], "probe": probe},
         SPEED: {"cell": "gru", "layers": 1, "window": 8, "train": speed[:500]},
+        MACHINE: machine_spec(),
     })
     tag = save_in_store(root / "package", home)
     return {"root": root, "home": home, "tag": tag, "made": made, "probe": probe}
@@ -459,3 +515,38 @@ def test_fuzzed_requests_get_2xx_or_4xx_with_a_message_never_5xx(server: str) ->
     assert any(400 <= s < 500 for s in seen), seen
     with urllib.request.urlopen(server + "/readyz", timeout=10) as resp:
         assert resp.status == 200  # the worker survived
+
+
+@pytest.mark.integration
+def test_multivariate_detect_names_the_contributing_channels(server: str,
+                                                             detector: dict[str, Any]) -> None:
+    probe = machine_spec()["probe"]
+    status, out = detect(server, {"series": MACHINE, "values": probe.tolist()})
+    assert status == 200, out
+    [res] = out["results"]
+    model, scaler, window, _ = detector["made"][MACHINE]
+    want = score_points(scaler.transform(probe), window, torch_reconstructor(model),
+                        targets=(0, 2), error_scale=[0.5, 2.0])
+    got = np.array([np.nan if v is None else v for v in res["scores"]])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    flagged = [i for i, f in enumerate(res["flags"]) if f]
+    assert flagged and [c["index"] for c in res["contributions"]] == flagged
+    # the fault is in 'sum' (the last 30 points): there it contributes most
+    late = [c for c in res["contributions"] if c["index"] >= len(probe) - 25]
+    assert late and all(c["channels"][0]["channel"] == "sum" for c in late)
+    status, out = call(server, "/models", method="GET")
+    info = next(s for s in out["series"] if s["series"] == MACHINE)
+    assert info["channel_names"] == ["inlet", "outlet", "sum"] and info["targets"] == [0, 2]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("values", "message"), [
+    (list(range(40)), "3 channel(s) (inlet, outlet, sum); got 1 per point"),
+    ([[1.0, 2.0]] * 40, "got 2 per point"),
+    ([[1.0, 2.0, 3.0]] * 20 + [[1.0, 2.0]] * 20, "row 20 has 2 values"),
+    ([[1.0, 2.0, 3.0]] * 5, "needs at least 12"),
+])
+def test_multivariate_input_of_the_wrong_shape_gets_4xx(server: str, values: Any,
+                                                        message: str) -> None:
+    status, body = detect(server, {"series": MACHINE, "values": values})
+    assert 400 <= status < 500 and message in str(body), (status, body)

@@ -18,16 +18,25 @@ probationary period); its threshold is then chosen on validation scores by the s
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numpy as np
 
 from rnnad.config import BaselineParams
 from rnnad.split import Split
-from rnnad.windows import sliding_windows, to_points, window_ends, windows_in_range
+from rnnad.windows import (
+    sliding_windows,
+    to_points,
+    window_ends,
+    windows_in_range,
+    within_segments,
+)
 
 MIN_STD = 1e-6  # on normalised values; a flat stretch followed by a change still scores high
 MIN_PERIODS = 8  # rolling Gaussian: past points needed before the first score
+IFOREST_MAX_FIT = 20000  # Isolation Forest: training windows kept at most
+SCORE_BATCH = 4096
 
 
 def rolling_gaussian(x: np.ndarray, window: int) -> np.ndarray:
@@ -43,22 +52,34 @@ def rolling_gaussian(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def isolation_forest(x: np.ndarray, labels: np.ndarray, split: Split, length: int,
-                     trees: int, max_samples: int, seed: int) -> np.ndarray:
+                     trees: int, max_samples: int, seed: int,
+                     segments: np.ndarray | None = None) -> np.ndarray:
     """Isolation Forest on flattened windows of ``length`` points lying wholly in the training
-    part and free of labelled anomalies; NaN for the first ``length - 1`` points."""
+    part (and in one segment) and free of labelled anomalies; NaN for the first ``length - 1``
+    points of each segment. Fitted on at most :data:`IFOREST_MAX_FIT` of those windows (evenly
+    spread; each tree samples ``max_samples`` of them anyway) and scored in batches, so a long
+    multivariate series never needs all its flattened windows in memory at once."""
     from sklearn.ensemble import IsolationForest
 
     x = np.asarray(x, dtype=np.float64)
     windows = sliding_windows(x, length)
-    flat = windows.reshape(len(windows), -1)
     ends = window_ends(len(x), length)
-    train = windows_in_range(ends, length, 0, split.train_end, excluded=labels)
-    if not train.any():
+    inside = within_segments(ends, length, segments)
+    train = np.flatnonzero(windows_in_range(ends, length, 0, split.train_end, excluded=labels)
+                           & inside)
+    if not len(train):
         raise ValueError(f"no training window of {length} points for the Isolation Forest")
-    forest = IsolationForest(n_estimators=trees, max_samples=min(max_samples, int(train.sum())),
+    if len(train) > IFOREST_MAX_FIT:
+        train = train[np.linspace(0, len(train) - 1, IFOREST_MAX_FIT).round().astype(np.int64)]
+    forest = IsolationForest(n_estimators=trees, max_samples=min(max_samples, len(train)),
                              random_state=seed)
-    forest.fit(flat[train])
-    return to_points(-forest.score_samples(flat), ends, len(x))
+    forest.fit(windows[train].reshape(len(train), -1))
+    scored = np.flatnonzero(inside)
+    out = np.empty(len(scored))
+    for i in range(0, len(scored), SCORE_BATCH):
+        batch = scored[i : i + SCORE_BATCH]
+        out[i : i + len(batch)] = -forest.score_samples(windows[batch].reshape(len(batch), -1))
+    return to_points(out, ends[scored], len(x))
 
 
 def null(x: np.ndarray) -> np.ndarray:
@@ -72,14 +93,26 @@ def random_scores(n: int, seed: int, series_id: str) -> np.ndarray:
     return rng.random(n)
 
 
+def rolling_gaussian_segments(x: np.ndarray, window: int,
+                              segments: np.ndarray | None) -> np.ndarray:
+    """:func:`rolling_gaussian` restarted at each segment start (no statistics across)."""
+    if segments is None or len(segments) <= 1:
+        return rolling_gaussian(x, window)
+    bounds = [*np.asarray(segments, dtype=np.int64).tolist(), len(x)]
+    return np.concatenate([rolling_gaussian(x[a:b], window)
+                           for a, b in itertools.pairwise(bounds)])
+
+
 def baseline_scores(name: str, x: np.ndarray, labels: np.ndarray, split: Split,
-                    series_id: str, window_length: int, params: BaselineParams) -> np.ndarray:
-    """Per-point scores of baseline ``name`` for one series."""
+                    series_id: str, window_length: int, params: BaselineParams,
+                    segments: np.ndarray | None = None) -> np.ndarray:
+    """Per-point scores of baseline ``name`` for one series (windows and rolling statistics
+    never cross a segment start)."""
     if name == "rolling_gaussian":
-        return rolling_gaussian(x, params.gaussian_window)
+        return rolling_gaussian_segments(x, params.gaussian_window, segments)
     if name == "isolation_forest":
         return isolation_forest(x, labels, split, window_length, params.iforest_trees,
-                                params.iforest_max_samples, params.seed)
+                                params.iforest_max_samples, params.seed, segments)
     if name == "null":
         return null(x)
     if name == "random":

@@ -24,8 +24,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvParams(_Strict):
+    """``data.dataset: csv``: a user's file with a timestamp column and value columns."""
+
+    path: str = "examples/machine.csv"
+    timestamp_column: str = "timestamp"
+    value_columns: list[str] = Field(default_factory=list)  # empty: every other column
+    label_column: str | None = "label"  # a 0/1 column, or None
+    labels_file: str | None = None  # or a JSON file of [start, end] timestamp windows
+
+
+class CmapssParams(_Strict):
+    """``data.dataset: cmapss``: which sub-dataset and the rule that turns RUL into labels."""
+
+    subset: Literal["FD001", "FD002", "FD003", "FD004"] = "FD001"
+    learn_cycles: int = Field(50, ge=2)  # learn from each training engine's first N cycles
+    fault_cycles: int = Field(30, ge=1)  # label the last N cycles before failure anomalous
+
+
+class DataParams(_Strict):
+    dataset: Literal["nab", "smap", "msl", "cmapss", "kddcup99", "csv"] = "nab"
+    csv: CsvParams = CsvParams()
+    cmapss: CmapssParams = CmapssParams()
+
+
 class FetchParams(_Strict):
-    dataset: Literal["nab"] = "nab"
     commit: str = Field("ea702d75cc2258d9d7dd35ca8e5e2539d71f3140", min_length=7)
     retries: int = Field(3, ge=1)
     timeout_s: float = Field(60.0, gt=0)
@@ -62,6 +85,9 @@ class WindowParams(_Strict):
 
 class ModelParams(_Strict):
     cell: Literal["lstm", "gru"] = "lstm"
+    # channels to reconstruct: auto = the dataset's choice (SMAP/MSL: the telemetry; else all),
+    # all, or a list of channel names
+    targets: Literal["auto", "all"] | list[str] = "auto"
     hidden: int = Field(64, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -75,6 +101,9 @@ class TrainParams(_Strict):
     patience: int = Field(8, ge=1)
     threads: int = Field(1, ge=1)
     min_windows: int = Field(16, ge=1)
+    # at most this many training (and validation) windows per series, an evenly spread subset:
+    # bounds memory and time on long learning parts (KDD's 97k records); NAB's are far shorter
+    max_windows: int = Field(20000, ge=1)
 
 
 class ThresholdParams(_Strict):
@@ -139,13 +168,15 @@ class PlotParams(_Strict):
 
 
 class PackageParams(_Strict):
-    model_name: str = Field("rnnad_nab", pattern=r"^[a-z0-9_\-]+$")
+    # BentoML model name; auto: rnnad_<data.dataset> (rnnad_nab for the default run)
+    model_name: str = Field("auto", pattern=r"^[a-z0-9_\-]+$")
     atol: float = Field(1e-5, gt=0)
     parity_windows: int = Field(256, ge=1)
     build_bento: bool = True
 
 
 class Params(_Strict):
+    data: DataParams = DataParams()
     fetch: FetchParams = FetchParams()
     preprocess: PreprocessParams = PreprocessParams()
     split: SplitParams = SplitParams()

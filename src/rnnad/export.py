@@ -112,13 +112,14 @@ class UnrolledEncDec(torch.nn.Module):
         zeros = x.new_zeros(x.shape[0], enc.hidden_size)
         start = [(zeros, zeros) if self.cell == "lstm" else (zeros,)] * enc.num_layers
         _, state = self._run(enc, x, start)
-        out, _ = self._run(self.model.decoder, torch.zeros_like(x), state)
+        out, _ = self._run(self.model.decoder, torch.zeros_like(x[:, :, :1]), state)
         return torch.flip(self.model.output(out), dims=[1])
 
 
 def export_onnx(model: torch.nn.Module, path: Path, length: int, channels: int, *,
                 dynamo: bool = False) -> None:
-    """Write ``model`` ([batch, length, channels] -> same) to ``path`` with a dynamic batch axis."""
+    """Write ``model`` ([batch, length, channels] -> [batch, length, targets]) to ``path`` with
+    a dynamic batch axis."""
     example = torch.zeros(EXAMPLE_BATCH, length, channels, dtype=torch.float64)
     axes = {ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}}
     options: dict[str, Any] = {"dynamo": dynamo}
@@ -149,13 +150,17 @@ def torch_reconstruct(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
     return reconstructor(model)(batch)
 
 
-def check_dynamic_batch(session: ort.InferenceSession, length: int, channels: int) -> None:
-    """Fail unless the session accepts batches of 1 and 3 (a fixed batch axis would refuse)."""
+def check_dynamic_batch(session: ort.InferenceSession, length: int, channels: int,
+                        targets: int | None = None) -> None:
+    """Fail unless the session accepts batches of 1 and 3 (a fixed batch axis would refuse)
+    and answers ``targets`` (default: ``channels``) reconstructed channels."""
     for batch in (1, 3):
         out = ort_reconstruct(session, np.zeros((batch, length, channels)))
-        if out.shape != (batch, length, channels):
+        expected = (batch, length, channels if targets is None else targets)
+        if out.shape != expected:
             raise ParityError(f"ONNX output shape {out.shape} for input "
-                              f"{(batch, length, channels)}: the batch axis is not dynamic")
+                              f"{(batch, length, channels)}, expected {expected}: the batch "
+                              "axis is not dynamic")
 
 
 def max_abs_diff(model: torch.nn.Module, session: ort.InferenceSession, windows: np.ndarray,
@@ -188,7 +193,7 @@ def export_checked(series_id: str, model: torch.nn.Module, path: Path, windows: 
     _, length, channels = windows.shape
     export_onnx(model, path, length, channels, dynamo=dynamo)
     session = ort_session(path)
-    check_dynamic_batch(session, length, channels)
+    check_dynamic_batch(session, length, channels, len(getattr(model, "targets", ())) or None)
     diff = max_abs_diff(model, session, windows)
     if not diff <= atol:  # also catches NaN
         raise ParityError(f"{series_id}: onnxruntime differs from torch by {diff:.3g} "
@@ -199,13 +204,20 @@ def export_checked(series_id: str, model: torch.nn.Module, path: Path, windows: 
 # ---------------------------------------------------------------- the detector package
 def series_entry(onnx_path: Path, *, window: int, channels: int, scaler: dict[str, list[float]],
                  threshold: float, reduce: str, data_sha256: str,
-                 model: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One series of ``detector.json``: what the service needs to score it, and provenance
-    (``params``: the run's parameters that made this model and its threshold)."""
+                 model: dict[str, Any], params: dict[str, Any] | None = None,
+                 channel_names: list[str] | None = None, targets: list[int] | None = None,
+                 error_scale: list[float] | None = None) -> dict[str, Any]:
+    """One series of ``detector.json``: what the service needs to score it (the channels it
+    reads, those it reconstructs and their error scales), and provenance (``params``: the
+    run's parameters that made this model and its threshold)."""
     return {"onnx": onnx_path.name, "sha256": sha256_file(onnx_path), "window": int(window),
             "channels": int(channels), "scaler": scaler, "threshold": float(threshold),
             "reduce": reduce, "data_sha256": data_sha256, "model": model,
-            "params": params or {}}
+            "params": params or {},
+            "channel_names": channel_names or (["value"] if channels == 1 else
+                                               [f"ch{i}" for i in range(channels)]),
+            "targets": list(range(channels)) if targets is None else list(targets),
+            "error_scale": error_scale}
 
 
 def write_detector(directory: Path, series: dict[str, dict[str, Any]], git_revision: str,

@@ -44,6 +44,7 @@ CURVES_SIZE_IN = (10.0, 4.6)
 WINDOW_GID = "anomaly-window"
 THRESHOLD_GID = "threshold"
 SHOWCASE = "showcase.png"
+MAX_CHANNELS = 4  # a series with more channels shows those with the largest errors
 ROC_PR = "roc_pr.png"
 
 _VALUE = "tab:blue"
@@ -63,7 +64,9 @@ class ScoreRecord:
     threshold: float
     example_ends: np.ndarray  # int [E]: index of the last point of each example window
     example_inputs: np.ndarray  # float [E, L, C], normalised units
-    example_recon: np.ndarray  # float [E, L, C], normalised units
+    example_recon: np.ndarray  # float [E, L, C_t], normalised units, the target channels
+    targets: np.ndarray | None = None  # int [C_t]: input channel of each reconstructed channel
+    channel_rank: np.ndarray | None = None  # int: positions in targets, largest error first
 
     @classmethod
     def from_arrays(cls, d: Mapping[str, np.ndarray]) -> ScoreRecord:
@@ -74,7 +77,22 @@ class ScoreRecord:
             example_ends=np.asarray(d["example_ends"], dtype=np.int64).reshape(-1),
             example_inputs=np.asarray(d["example_inputs"], dtype=np.float64),
             example_recon=np.asarray(d["example_recon"], dtype=np.float64),
+            targets=np.asarray(d["targets"], dtype=np.int64) if "targets" in d else None,
+            channel_rank=np.asarray(d["channel_rank"], dtype=np.int64)
+            if "channel_rank" in d else None,
         )
+
+    def target_channels(self, channels: int) -> np.ndarray:
+        return np.arange(channels) if self.targets is None else self.targets
+
+    def shown_channels(self, channels: int) -> np.ndarray:
+        """Input channels to draw: all up to :data:`MAX_CHANNELS`, else the target channels
+        with the largest errors at the detections (``channel_rank``)."""
+        if channels <= MAX_CHANNELS:
+            return np.arange(channels)
+        targets = self.target_channels(channels)
+        rank = self.channel_rank if self.channel_rank is not None else np.arange(len(targets))
+        return targets[rank[:MAX_CHANNELS]]
 
 
 def new_figure(size_in: tuple[float, float], layout: str | None = "constrained") -> Figure:
@@ -209,20 +227,23 @@ def series_figure(series: Series, split: Split, rec: ScoreRecord, *, examples: i
 def _values_panel(ax: Axes, series: Series, split: Split, rec: ScoreRecord,
                   x: np.ndarray) -> None:
     many = series.channels > 1
-    for c in range(series.channels):
+    shown = rec.shown_channels(series.channels)
+    for c in shown:
         ax.plot(x, series.values[:, c], lw=0.6, color=None if many else _VALUE,
-                label=f"channel {c}" if many else "value")
+                label=series.channel_names[c] if many else "value")
     _shade_windows(ax, x, series.windows, "labelled\nanomaly window")
     _mark_split(ax, x, split, names=True)
     test_flagged = np.flatnonzero(rec.flags[split.val_end :]) + split.val_end
-    for c in range(series.channels):
+    for j, c in enumerate(shown):
         ax.plot(x[test_flagged], series.values[test_flagged, c], ls="none", marker=".", ms=3,
                 color=_DETECT, label=f"detection\n({len(test_flagged)} test points)"
-                if c == 0 else "_nolegend_")
+                if j == 0 else "_nolegend_")
     ax.yaxis.set_major_formatter(_plain())
     ax.set_ylabel("value (raw units)")
-    ax.set_title("Input series, labelled anomaly windows, train | validation | test "
-                 "boundaries, detections in the test part", loc="left", y=1.0)
+    which = (f"the {len(shown)} of {series.channels} channels with the largest errors at the "
+             "detections, " if len(shown) < series.channels else "")
+    ax.set_title(f"Input series ({which}labelled anomaly windows, train | validation | test "
+                 "boundaries, detections in the test part)", loc="left", y=1.0)
     _legend_right(ax)
 
 
@@ -304,16 +325,23 @@ def _examples_panel(ax: Axes, series: Series, rec: ScoreRecord, examples: int) -
     pos = np.arange(length)
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     ticks, tick_labels = [], []
+    targets = rec.target_channels(channels)
     for j, (title, e) in enumerate(zip(_example_titles(series, rec, ends), ends, strict=True)):
         off = j * (length + gap)
         if series.labels[e]:
             ax.axvspan(off - 0.5, off + length - 0.5, color=_WINDOW, alpha=0.25, lw=0)
-        for c in range(channels):
-            first = j == 0 and c == 0
-            ax.plot(off + pos, inputs[j, :, c], color=_VALUE, lw=1.2,
+        # the target channels worst reconstructed in this window (all when there are few)
+        err = np.square(inputs[j][:, targets] - recon[j]).sum(axis=0)
+        worst = np.argsort(-err, kind="stable")[:MAX_CHANNELS if len(targets) > MAX_CHANNELS
+                                                else len(targets)]
+        for k, t in enumerate(worst):
+            first = j == 0 and k == 0
+            ax.plot(off + pos, inputs[j, :, targets[t]], color=_VALUE, lw=1.2,
                     label="input" if first else "_nolegend_")
-            ax.plot(off + pos, recon[j, :, c], color=_RECON, lw=1.2, ls="--",
+            ax.plot(off + pos, recon[j, :, t], color=_RECON, lw=1.2, ls="--",
                     label="reconstruction" if first else "_nolegend_")
+        if len(targets) > 1:
+            title += "\n" + ", ".join(series.channel_names[targets[t]] for t in worst[:3])
         ax.text(off + (length - 1) / 2, 1.02, title, transform=trans, ha="center",
                 va="bottom", fontsize=8)
         ticks += [off, off + length - 1]

@@ -11,8 +11,11 @@ built Bento: ``bentoml serve rnnad_detector:latest``. Settings, from the environ
 - ``BENTOML_HOME``: where the model store is (default ~/bentoml).
 
 Scores are computed exactly as the evaluate stage computes them (:func:`rnnad.scoring.
-score_points` on values normalised with the series' training scaler); only the reconstruction
-runs on onnxruntime instead of torch. This module must not import torch or training code.
+score_points` on values normalised with the series' training scaler, the model's target
+channels and their error scales); only the reconstruction runs on onnxruntime instead of
+torch. A multivariate series takes ``values`` as rows [time][channels]; for each flagged point
+the answer names the channels that contributed most. This module must not import torch or
+training code.
 
 The server keeps no state between requests (it scales out by replicas): a live stream is scored
 by :class:`rnnad.client.StreamDetector`, which keeps the last window of points and sends it.
@@ -58,6 +61,7 @@ MAX_SERIES_ENV = "RNNAD_MAX_SERIES"
 DETECTOR_FILE = "detector.json"  # the names rnnad.export writes (not imported: it needs torch)
 ONNX_INPUT, ONNX_OUTPUT = "x", "recon"
 SCORE_BATCH = 4096
+TOP_CHANNELS = 3
 
 
 def env_int(name: str, default: int) -> int:
@@ -84,9 +88,11 @@ class SeriesInput(BaseModel):
 
     series: str = Field(min_length=1, max_length=300,
                         description="series id, e.g. realKnownCause/nyc_taxi (see /models)")
-    values: list[FiniteFloat] = Field(
+    values: list[FiniteFloat] | list[list[FiniteFloat]] = Field(
         min_length=1, max_length=MAX_VALUES,
-        description=f"finite values in time order (univariate); at most {MAX_VALUES}")
+        description="finite values in time order: a list of numbers (univariate) or a list "
+        "of rows [time][channels] (multivariate, channels in the order /models lists); at "
+        f"most {MAX_VALUES} values")
     timestamps: list[datetime] | None = Field(
         None, description="optional ISO 8601 times, one per value, strictly increasing")
 
@@ -107,6 +113,40 @@ class SeriesInput(BaseModel):
                                  f"({ts[i].isoformat()} after {ts[i - 1].isoformat()})")
         return ts
 
+    @field_validator("values")
+    @classmethod
+    def _rows_of_one_width(cls, values: list[float] | list[list[float]]
+                           ) -> list[float] | list[list[float]]:
+        if values and isinstance(values[0], list):
+            width = len(values[0])
+            if width == 0:
+                raise ValueError("row 0 has no values")
+            for i, row in enumerate(values):
+                if len(row) != width:
+                    raise ValueError(f"row {i} has {len(row)} values, row 0 has {width}")
+        return values
+
+    def channels(self) -> int:
+        return len(self.values[0]) if isinstance(self.values[0], list) else 1
+
+    def size(self) -> int:
+        return len(self.values) * self.channels()
+
+    def array(self) -> np.ndarray:
+        """The values as float64 [time, channels]."""
+        x = np.asarray(self.values, dtype=np.float64)
+        return x[:, None] if x.ndim == 1 else x
+
+
+class ChannelShare(BaseModel):
+    channel: str
+    share: float = Field(description="this channel's part of the point's score, 0..1")
+
+
+class Contribution(BaseModel):
+    index: int = Field(description="position of the flagged point in the request's values")
+    channels: list[ChannelShare] = Field(description="the channels with the largest errors")
+
 
 class DetectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -117,7 +157,7 @@ class DetectRequest(BaseModel):
 
     @model_validator(mode="after")
     def _not_too_many_values(self) -> DetectRequest:
-        total = sum(len(item.values) for item in self.items)
+        total = sum(item.size() for item in self.items)
         if total > MAX_VALUES:
             raise ValueError(f"{total} values in all; at most {MAX_VALUES} per request "
                              f"({MAX_VALUES_ENV})")
@@ -133,6 +173,9 @@ class SeriesResult(BaseModel):
     flags: list[bool]
     anomalies: int
     timestamps: list[datetime] | None = None
+    contributions: list[Contribution] | None = Field(
+        None, description="multivariate models: for each flagged point, the channels that "
+        f"contributed most to its score (at most {TOP_CHANNELS})")
 
 
 class DetectResponse(BaseModel):
@@ -143,6 +186,10 @@ class SeriesInfo(BaseModel):
     series: str
     window: int
     channels: int
+    channel_names: list[str] = Field(default_factory=list,
+                                     description="the input channels, in the order expected")
+    targets: list[int] = Field(default_factory=list,
+                               description="the channels the model reconstructs (indices)")
     threshold: float
     reduce: str
     data_sha256: str
@@ -168,10 +215,26 @@ class SeriesDetector:
     def reconstruct(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
 
-    def scores(self, values: np.ndarray) -> np.ndarray:
-        """Per-point scores for raw values [T, C] (NaN where no full window ends)."""
+    error_scale: tuple[float, ...] | None = None
+
+    def scores(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-point scores for raw values [T, C] (NaN where no full window ends) and each
+        target channel's scaled error per point [T, targets]."""
         return score_points(self.scaler.transform(values), self.info.window, self.reconstruct,
-                            self.info.reduce, SCORE_BATCH)
+                            self.info.reduce, SCORE_BATCH, targets=self.info.targets,
+                            error_scale=self.error_scale, per_channel=True)
+
+    def contributions(self, flags: np.ndarray, channel_errors: np.ndarray) -> list[Contribution]:
+        """The top channels of each flagged point, by share of its channel errors."""
+        names = [self.info.channel_names[t] for t in self.info.targets]
+        out = []
+        for i in np.flatnonzero(flags):
+            err = channel_errors[i]
+            share = err / err.sum() if err.sum() > 0 else np.full(len(err), 1 / len(err))
+            top = np.argsort(-share, kind="stable")[:TOP_CHANNELS]
+            out.append(Contribution(index=int(i), channels=[
+                ChannelShare(channel=names[k], share=round(float(share[k]), 6)) for k in top]))
+        return out
 
 
 def load_package(path: Path, threads: int = 1) -> tuple[str, dict[str, SeriesDetector]]:
@@ -187,13 +250,19 @@ def load_package(path: Path, threads: int = 1) -> tuple[str, dict[str, SeriesDet
         onnx_path = path / s["onnx"]
         if sha256_file(onnx_path) != s["sha256"]:
             raise RuntimeError(f"{onnx_path}: sha256 differs from {DETECTOR_FILE}")
+        names = s.get("channel_names") or (["value"] if s["channels"] == 1 else
+                                           [f"ch{i}" for i in range(s["channels"])])
         info = SeriesInfo(series=sid, window=s["window"], channels=s["channels"],
+                          channel_names=names,
+                          targets=s.get("targets") or list(range(s["channels"])),
                           threshold=s["threshold"], reduce=s["reduce"],
                           data_sha256=s["data_sha256"], onnx_sha256=s["sha256"],
                           model=s["model"], params=s.get("params", {}))
         session = ort.InferenceSession(str(onnx_path), opts,
                                        providers=["CPUExecutionProvider"])
-        detectors[sid] = SeriesDetector(info, Scaler.from_dict(s["scaler"]), session)
+        scale = s.get("error_scale")
+        detectors[sid] = SeriesDetector(info, Scaler.from_dict(s["scaler"]), session,
+                                        None if scale is None else tuple(scale))
     return spec.get("git_revision", "unknown"), detectors
 
 
@@ -265,9 +334,13 @@ class Detector:
                 return _error(404, f"items.{i}.series", f"unknown series {item.series!r}; "
                               f"known: {', '.join(sorted(self.detectors))}")
             info = detector.info
-            if info.channels != 1:
+            given = item.channels()
+            if given != info.channels:
                 return _error(400, f"items.{i}.values", f"series {item.series!r} has "
-                              f"{info.channels} channels; this API takes univariate values")
+                              f"{info.channels} channel(s) ({', '.join(info.channel_names)}); "
+                              f"got {given} per point" + (
+                                  ": send a list of numbers" if info.channels == 1 else
+                                  ": send one row of values per point"))
             if len(item.values) < info.window:
                 return _error(400, f"items.{i}.values", f"{len(item.values)} values given; "
                               f"series {item.series!r} needs at least {info.window} "
@@ -276,14 +349,18 @@ class Detector:
         results = []
         for i, (item, detector) in enumerate(checked):
             try:
-                scores = detector.scores(np.asarray(item.values, dtype=np.float64)[:, None])
+                scores, errors = detector.scores(item.array())
             except OverflowError as exc:
                 return _error(400, f"items.{i}.values", str(exc))
-            results.append((item, detector.info, scores, flag(scores, detector.info.threshold)))
-        for item, _, _, flags in results:
+            flags = flag(scores, detector.info.threshold)
+            top = detector.contributions(flags, errors) if len(detector.info.targets) > 1 \
+                else None
+            results.append((item, detector.info, scores, flags, top))
+        for item, _, _, flags, _ in results:
             FLAGGED.labels(series=item.series).inc(int(flags.sum()))
         return DetectResponse(results=[SeriesResult(
             series=item.series, window=info.window, threshold=info.threshold,
             reduce=info.reduce, scores=[None if np.isnan(v) else float(v) for v in scores],
-            flags=flags.tolist(), anomalies=int(flags.sum()), timestamps=item.timestamps)
-            for item, info, scores, flags in results])
+            flags=flags.tolist(), anomalies=int(flags.sum()), timestamps=item.timestamps,
+            contributions=top)
+            for item, info, scores, flags, top in results])

@@ -32,8 +32,20 @@ class Split:
         return asdict(self)
 
 
-def make_split(n: int, params: SplitParams, series_id: str = "") -> Split:
-    if params.protocol == "nab":
+def make_split(n: int, params: SplitParams, series_id: str = "",
+               learn_end: int | None = None) -> Split:
+    """Train / validation / test boundaries of a series of ``n`` points.
+
+    ``learn_end``: the dataset's own split (SMAP/MSL's train array, C-MAPSS's early cycles,
+    KDD's normal training records): the model learns from [0, learn_end), its last
+    ``val_fraction`` is the validation part, and everything after it is test data, whatever
+    ``split.protocol`` says. Otherwise ``split.protocol`` decides: ``nab``, NAB's probationary
+    period (the last ``val_fraction`` of it for validation), or ``fractions``.
+    """
+    if learn_end is not None:
+        val = max(1, round(params.val_fraction * learn_end))
+        split = Split(n=n, train_end=learn_end - val, val_end=learn_end)
+    elif params.protocol == "nab":
         learn = probation_length(n)
         val = max(1, round(params.val_fraction * learn))
         split = Split(n=n, train_end=learn - val, val_end=learn)
@@ -44,7 +56,8 @@ def make_split(n: int, params: SplitParams, series_id: str = "") -> Split:
         split = Split(n=n, train_end=train_end, val_end=val_end)
     if not 0 < split.train_end < split.val_end < n:
         raise SplitError(
-            f"{series_id}: {n} points are too few for the '{params.protocol}' split "
+            f"{series_id}: {n} points are too few for the "
+            f"{'dataset' if learn_end is not None else repr(params.protocol)} split "
             f"(train ends at {split.train_end}, validation at {split.val_end})"
         )
     return split

@@ -2,7 +2,7 @@
 
 A window of length L ending at index t covers points t-L+1 .. t. Scores are causal: the score of
 point t comes from the window that ends at t, so it uses no later point. The first L-1 points of
-a series have no full window and get NaN.
+a series (and of each of its segments) have no full window and get NaN.
 """
 
 from __future__ import annotations
@@ -43,6 +43,21 @@ def windows_in_range(
         csum = np.concatenate([[0], np.cumsum(np.asarray(excluded, dtype=np.int64))])
         keep &= (csum[ends + 1] - csum[starts]) == 0
     return keep
+
+
+def within_segments(ends: np.ndarray, length: int, segments: np.ndarray | None) -> np.ndarray:
+    """Boolean mask over windows (by end index): True where the window lies inside one segment.
+
+    ``segments`` holds the start index of each independent stretch of a series (C-MAPSS's
+    engines, SMAP's train and test arrays); None or ``[0]`` means one stretch.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    if segments is None or len(segments) <= 1:
+        return np.ones(len(ends), dtype=bool)
+    starts = np.asarray(segments, dtype=np.int64)
+    seg_of_end = np.searchsorted(starts, ends, side="right")
+    seg_of_start = np.searchsorted(starts, ends - length + 1, side="right")
+    return seg_of_end == seg_of_start
 
 
 def to_points(window_scores: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:

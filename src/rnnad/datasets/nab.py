@@ -16,7 +16,10 @@ import pandas as pd
 
 from rnnad.datasets.csvfile import read_timeseries_csv
 from rnnad.datasets.fetch import fetch_files, read_manifest
-from rnnad.datasets.series import DataError, Series, labels_from_windows
+from rnnad.datasets.series import DataError, Series, labels_from_windows, select_series
+
+# select_series is re-exported: the selection rules first written for NAB are the common ones
+__all__ = ["check_windows", "fetch", "load_series", "load_windows", "select_series"]
 
 NAME = "nab"
 RAW_URL = "https://raw.githubusercontent.com/numenta/NAB/{commit}/{path}"
@@ -45,33 +48,6 @@ def available_series(raw: Path) -> list[str]:
     return sorted(
         f"{p.parent.name}/{p.stem}" for p in (raw / "data").glob("*/*.csv") if p.is_file()
     )
-
-
-def select_series(available: list[str], selection: str | list[str]) -> list[str]:
-    """Resolve ``preprocess.series``: 'all', a category, a series id, or a list of those."""
-    wanted = [selection] if isinstance(selection, str) else list(selection)
-    if not wanted:
-        raise DataError("preprocess.series: empty selection")
-    categories = sorted({s.split("/")[0] for s in available})
-    chosen: list[str] = []
-    for item in wanted:
-        item = item.removesuffix(".csv")
-        if item == "all":
-            matches = available
-        elif item in categories:
-            matches = [s for s in available if s.split("/")[0] == item]
-        elif item in available:
-            matches = [item]
-        else:
-            by_name = [s for s in available if s.split("/")[1] == item]
-            if len(by_name) != 1:
-                raise DataError(
-                    f"preprocess.series: unknown series or category {item!r}; categories: "
-                    f"{', '.join(categories)}; series ids look like 'realKnownCause/nyc_taxi'"
-                )
-            matches = by_name
-        chosen.extend(m for m in matches if m not in chosen)
-    return chosen
 
 
 def load_windows(raw: Path) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:

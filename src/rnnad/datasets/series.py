@@ -26,9 +26,28 @@ class DataError(ValueError):
     """Input data is malformed; the message names the file, column and row."""
 
 
+EXTRA_PREFIX = "extra__"
+
+
 @dataclass
 class Series:
-    """One time series: values [time, channels], per-point labels and labelled windows."""
+    """One time series: values [time, channels], per-point labels and labelled windows.
+
+    Datasets beyond NAB fill the optional fields:
+
+    - ``channel_names``: one name per channel (default ``value`` for one channel, else
+      ``ch0``, ``ch1``, ...);
+    - ``segments``: start indices of independent stretches (C-MAPSS engines, KDD's two files):
+      no window crosses a segment start, so the first ``window - 1`` points of every segment
+      have no score. Default: one segment starting at 0;
+    - ``learn_end``: the dataset's own split (SMAP/MSL's train array, C-MAPSS's early cycles of
+      the training engines, KDD's normal training records): points before it may be learned
+      from, every later point is test data. None: the split protocol decides;
+    - ``targets``: the channels the model reconstructs by default (SMAP/MSL: the telemetry
+      channel; the command flags are inputs only). None: all channels;
+    - ``extra``: per-point arrays [T] a dataset's measures need (KDD's attack category,
+      C-MAPSS's remaining useful life and engine unit).
+    """
 
     id: str
     timestamps: np.ndarray  # datetime64[ns], shape [T]
@@ -36,6 +55,11 @@ class Series:
     labels: np.ndarray  # int8 0/1, shape [T]
     windows: np.ndarray  # int64 [K, 2], inclusive index ranges of labelled anomaly windows
     report: dict[str, Any] = field(default_factory=dict)
+    channel_names: tuple[str, ...] = ()
+    segments: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    learn_end: int | None = None
+    targets: tuple[int, ...] | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.timestamps)
@@ -44,6 +68,28 @@ class Series:
                 f"{self.id}: inconsistent shapes: timestamps {self.timestamps.shape}, "
                 f"values {self.values.shape}, labels {self.labels.shape}"
             )
+        c = self.values.shape[1]
+        if not self.channel_names:
+            self.channel_names = ("value",) if c == 1 else tuple(f"ch{i}" for i in range(c))
+        self.channel_names = tuple(str(name) for name in self.channel_names)
+        if len(self.channel_names) != c or len(set(self.channel_names)) != c:
+            raise DataError(f"{self.id}: {c} channels need {c} distinct names, got "
+                            f"{list(self.channel_names)}")
+        self.segments = np.asarray(self.segments, dtype=np.int64).reshape(-1)
+        seg = self.segments
+        if len(seg) == 0 or seg[0] != 0 or (np.diff(seg) <= 0).any() or seg[-1] >= max(n, 1):
+            raise DataError(f"{self.id}: segment starts must begin at 0, increase and lie "
+                            f"inside the series, got {seg.tolist()[:10]}")
+        if self.learn_end is not None and not 0 < self.learn_end < n:
+            raise DataError(f"{self.id}: learn_end {self.learn_end} outside 1..{n - 1}")
+        if self.targets is not None:
+            self.targets = tuple(int(t) for t in self.targets)
+            if not self.targets or any(not 0 <= t < c for t in self.targets):
+                raise DataError(f"{self.id}: target channels {self.targets} outside 0..{c - 1}")
+        for key, arr in self.extra.items():
+            if np.asarray(arr).shape != (n,):
+                raise DataError(f"{self.id}: extra array '{key}' has shape "
+                                f"{np.asarray(arr).shape}, expected ({n},)")
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -60,18 +106,89 @@ class Series:
             values=self.values,
             labels=self.labels,
             windows=self.windows.reshape(-1, 2),
+            channel_names=np.array(self.channel_names, dtype=str),
+            segments=self.segments,
+            learn_end=np.array(-1 if self.learn_end is None else self.learn_end),
+            targets=np.array(self.targets or (), dtype=np.int64),
+            **{EXTRA_PREFIX + k: np.asarray(v) for k, v in self.extra.items()},
         )
 
     @classmethod
     def load(cls, path: str | Path) -> Series:
         d = load_npz(path)
+        learn_end = int(d["learn_end"]) if "learn_end" in d else -1
+        targets = tuple(int(t) for t in d["targets"]) if "targets" in d else ()
         return cls(
             id=str(d["id"]),
             timestamps=d["timestamps"].astype("datetime64[ns]"),
             values=d["values"].astype(np.float64),
             labels=d["labels"].astype(np.int8),
             windows=d["windows"].astype(np.int64).reshape(-1, 2),
+            channel_names=tuple(str(c) for c in d["channel_names"]) if "channel_names" in d
+            else (),
+            segments=d["segments"] if "segments" in d else np.zeros(1, dtype=np.int64),
+            learn_end=None if learn_end < 0 else learn_end,
+            targets=targets or None,
+            extra={k.removeprefix(EXTRA_PREFIX): v for k, v in d.items()
+                   if k.startswith(EXTRA_PREFIX)},
         )
+
+
+def select_series(available: list[str], selection: str | list[str]) -> list[str]:
+    """Resolve ``preprocess.series``: 'all', a category (the part of an id before '/'), a
+    series id, a series' bare name when unique, or a list of those."""
+    wanted = [selection] if isinstance(selection, str) else list(selection)
+    if not wanted:
+        raise DataError("preprocess.series: empty selection")
+    categories = sorted({s.split("/")[0] for s in available if "/" in s})
+    chosen: list[str] = []
+    for item in wanted:
+        item = item.removesuffix(".csv")
+        if item == "all":
+            matches = available
+        elif item in categories:
+            matches = [s for s in available if s.split("/")[0] == item]
+        elif item in available:
+            matches = [item]
+        else:
+            by_name = [s for s in available if s.rsplit("/", 1)[-1] == item]
+            if len(by_name) != 1:
+                raise DataError(
+                    f"preprocess.series: unknown series or category {item!r}; categories: "
+                    f"{', '.join(categories) or 'none'}; series ids: "
+                    f"{', '.join(available[:4])}{', ...' if len(available) > 4 else ''}"
+                )
+            matches = by_name
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def measured_points(series: Series, flags: np.ndarray, test: np.ndarray,
+                    required: tuple[str, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The common start of a dataset's ``extra_measures``: ``flags`` as bools and the mask of
+    the measured points (``test``, never before ``learn_end``), after checking their shapes
+    and that ``series.extra`` holds the ``required`` arrays (else: not a ``kind`` series)."""
+    n = len(series)
+    flags = np.asarray(flags).reshape(-1).astype(bool)
+    test = np.asarray(test).reshape(-1).astype(bool)
+    if flags.shape != (n,) or test.shape != (n,):
+        raise ValueError(f"{series.id}: flags {flags.shape} and test {test.shape} must both "
+                         f"have shape ({n},)")
+    for key in required:
+        if key not in series.extra:
+            raise DataError(f"{series.id}: extra array '{key}' missing; not a {kind} series")
+    measured = test.copy()
+    if series.learn_end is not None:
+        measured[: series.learn_end] = False
+    return flags, measured
+
+
+def windows_from_labels(labels: np.ndarray) -> np.ndarray:
+    """Inclusive [start, end] index ranges of the runs of 1 in a 0/1 label array, [K, 2]."""
+    y = np.asarray(labels, dtype=np.int8).reshape(-1)
+    edges = np.diff(np.concatenate([[0], y, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return np.stack([starts, ends], axis=1).astype(np.int64).reshape(-1, 2)
 
 
 def fill_missing(values: np.ndarray, max_run: int, source: str, column: str) -> tuple[

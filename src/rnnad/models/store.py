@@ -43,7 +43,9 @@ def save_model(directory: Path, series_id: str, model: EncDecAD, spec: dict[str,
 
 def load_model(directory: Path, series_id: str) -> tuple[EncDecAD, dict[str, Any]]:
     spec = read_json(directory / series_filename(series_id, ".json"))
-    model = build_model(int(spec["channels"]), ModelParams(**spec["model"]))
+    targets = spec.get("targets")
+    model = build_model(int(spec["channels"]), ModelParams(**spec["model"]),
+                        None if targets is None else tuple(targets))
     state = torch.load(directory / series_filename(series_id, ".pt"), weights_only=True)
     model.load_state_dict(state)
     model.eval()

@@ -52,11 +52,20 @@ def seed_everything(seed: int, threads: int) -> None:
 def _loss(model: nn.Module, x: torch.Tensor, batch_size: int) -> float:
     model.eval()
     total = 0.0
+    count = 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size]
-            total += float(nn.functional.mse_loss(model(xb), xb, reduction="sum"))
-    return total / x.numel()
+            target = _targets(model, xb)
+            total += float(nn.functional.mse_loss(model(xb), target, reduction="sum"))
+            count += target.numel()
+    return total / max(count, 1)
+
+
+def _targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``model`` reconstructs of ``x``: its target channels (all for a plain module)."""
+    select = getattr(model, "target_values", None)
+    return x if select is None else select(x)
 
 
 def fit(
@@ -88,7 +97,7 @@ def fit(
         for i in range(0, len(order), params.batch_size):
             xb = x_train[order[i : i + params.batch_size]]
             optimiser.zero_grad()
-            loss = nn.functional.mse_loss(model(xb), xb)
+            loss = nn.functional.mse_loss(model(xb), _targets(model, xb))
             if not torch.isfinite(loss):
                 raise _diverged(f"loss became {loss.item()}", epoch, params.lr)
             loss.backward()

@@ -11,6 +11,7 @@ import numpy as np
 
 from rnnad import measures
 from rnnad.config import EvaluateParams, Params
+from rnnad.datasets.registry import Measures, get_dataset
 from rnnad.datasets.series import Series
 from rnnad.io import atomic_dir, atomic_path, save_npz, series_filename, write_json
 from rnnad.metrics import curves, point_metrics
@@ -20,6 +21,8 @@ from rnnad.split import Split
 from rnnad.thresholds import choose_threshold
 
 DETECTOR = "rnnad"
+# per-series entries that are not measures to repeat in the overall block
+PER_SERIES_ONLY = ("threshold",)
 MEAN_KEYS = ("precision", "recall", "f1", "auc_roc", "auc_pr", "event_f1", "range_f1")
 
 
@@ -37,19 +40,32 @@ class Assessment:
     ranges: measures.RangeSums = field(default_factory=measures.RangeSums)
     nab_output: dict[str, tuple[Series, np.ndarray]] = field(default_factory=dict)
 
-    def add(self, series: Series, split: Split, scores: np.ndarray) -> tuple[float, np.ndarray]:
+    def add(self, series: Series, split: Split, scores: np.ndarray,
+            extra_measures: Measures | None = None) -> tuple[float, np.ndarray]:
         """Threshold ``scores`` on the validation part's normal points, measure the test part;
-        returns the threshold and the flags of the whole series."""
+        returns the threshold and the flags of the whole series.
+
+        The test part is every point after the validation part that has a score: in a series
+        of several segments (C-MAPSS's engines, SMAP's train and test arrays) the first
+        ``window.length - 1`` points of each segment have none and are left out (counted in
+        ``unscored``); in a series of one segment every test point must have a score.
+        """
         val = slice(split.train_end, split.val_end)
         val_normal = scores[val][(series.labels[val] == 0) & np.isfinite(scores[val])]
         threshold = choose_threshold(val_normal, self.params.threshold)
         flags = flag(scores, threshold).astype(np.int8)
-        test = slice(split.val_end, split.n)
-        if np.isnan(scores[test]).any():
+        test_mask = np.zeros(len(scores), dtype=bool)
+        test_mask[split.val_end :] = True
+        unscored = test_mask & ~np.isfinite(scores)
+        if unscored.any() and len(series.segments) <= 1:
             raise ValueError(f"{series.id}: a test point has no score; the window "
                              "(window.length or the baseline's) is longer than the training "
                              "period")
-        y, f, s = series.labels[test], flags[test], scores[test]
+        test_mask &= ~unscored
+        if not test_mask.any():
+            raise ValueError(f"{series.id}: no test point has a score (every segment is "
+                             "shorter than window.length)")
+        y, f, s = series.labels[test_mask], flags[test_mask], scores[test_mask]
         rp = self.params.range
         events = measures.event_counts(y, f)
         ranges = measures.range_sums(y, f, rp.alpha, rp.cardinality, rp.bias_recall,
@@ -63,6 +79,9 @@ class Assessment:
         result.update(_rounded(measures.vus(y, s, self.params.vus.max_buffer,
                                             self.params.vus.buffer_step)))
         result["threshold"] = round(threshold, 9)
+        result["unscored"] = int(unscored.sum())
+        if extra_measures is not None:
+            result.update(extra_measures(series, flags, test_mask))
         self.per_series[series.id] = result
         self.labels.append(y)
         self.flags.append(f)
@@ -89,6 +108,11 @@ class Assessment:
         for key in MEAN_KEYS:
             out[f"mean_{key}"] = _mean(self.per_series, key)
         out["series"] = len(self.per_series)
+        extra = sorted({k for m in self.per_series.values() for k in m} - set(out)
+                       - set(PER_SERIES_ONLY))
+        if len(self.per_series) == 1:  # one series (C-MAPSS, KDD): its own measures
+            only = next(iter(self.per_series.values()))
+            out.update({k: only[k] for k in extra})
         return out
 
 
@@ -111,11 +135,16 @@ def _mean(per_series: dict[str, dict[str, Any]], key: str) -> float | None:
 
 def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, models_dir: Path,
                    scores_dir: Path, metrics_path: Path, curves_dir: Path,
-                   raw_dir: Path | None = None, nab_results_dir: Path | None = None) -> None:
+                   raw_root: Path | None = None, nab_results_dir: Path | None = None) -> None:
     """Score every point with the RNN and each baseline, threshold on validation scores, write
     metrics (``detectors.<name>.overall`` and ``.nab``, the RNN's ``per_series``) and the RNN's
-    curves. With ``raw_dir`` (the fetched NAB corpus) also NAB's score of each detector, and
-    its output in NAB's results layout under ``nab_results_dir/<detector>/``."""
+    curves. On the NAB corpus, with ``raw_root`` (where fetch put it) also NAB's score of each
+    detector, and its output in NAB's results layout under ``nab_results_dir/<detector>/``.
+    Dataset-specific measures (C-MAPSS's lead time, KDD's recall per attack category) come
+    from the dataset's module."""
+    dataset = get_dataset(params.data.dataset)
+    raw_dir = raw_root / dataset.folder if raw_root is not None and dataset.nab_scoring \
+        else None
     import torch
 
     from rnnad.baselines import baseline_scores
@@ -134,20 +163,28 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
         for entry in load_index(processed_dir):
             series = load_series(processed_dir, entry)
             split, scaler = splits[series.id]
-            model, _ = load_model(models_dir, series.id)
+            model, spec = load_model(models_dir, series.id)
             x = scaler.transform(series.values)
             reconstruct = reconstructor(model)
-            scores = score_points(x, length, reconstruct, ev.reduce, ev.batch_size)
-            threshold, flags = runs[DETECTOR].add(series, split, scores)
+            targets = spec.get("targets")
+            scores, channel_err = score_points(
+                x, length, reconstruct, ev.reduce, ev.batch_size, targets=targets,
+                error_scale=spec.get("error_scale"), segments=series.segments, per_channel=True)
+            threshold, flags = runs[DETECTOR].add(series, split, scores, dataset.extra_measures)
             thresholds[series.id] = threshold
             for name in ev.baselines.detectors:
                 runs[name].add(series, split, baseline_scores(
-                    name, x, series.labels, split, series.id, length, ev.baselines))
+                    name, x, series.labels, split, series.id, length, ev.baselines,
+                    series.segments), dataset.extra_measures)
             ends = _example_ends(scores, series.labels, split, length)
             ex_in = np.stack([x[e - length + 1 : e + 1] for e in ends])
             save_npz(tmp / series_filename(series.id, ".npz"), scores=scores, flags=flags,
                      threshold=np.array(threshold), example_ends=np.array(ends),
-                     example_inputs=ex_in, example_recon=reconstruct(ex_in))
+                     example_inputs=ex_in, example_recon=reconstruct(ex_in),
+                     targets=np.array(targets if targets is not None else
+                                      range(series.channels), dtype=np.int64),
+                     channel_rank=channel_rank(channel_err, flags, split))
+            del channel_err
         write_json(tmp / THRESHOLDS, thresholds)
 
     detectors: dict[str, Any] = {}
@@ -157,7 +194,12 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
             detectors[name]["nab"] = nab_scores(run.nab_output, raw_dir)
     if raw_dir is not None and nab_results_dir is not None:
         write_nab_results(nab_results_dir, {n: r.nab_output for n, r in runs.items()})
-    write_json(metrics_path, {"detectors": detectors, "per_series": runs[DETECTOR].per_series})
+    elif nab_results_dir is not None:  # the stage's output exists whatever the dataset
+        with atomic_dir(nab_results_dir) as tmp:
+            (tmp / "README.txt").write_text(f"No NAB results: data.dataset is {dataset.name}, "
+                                            "not the NAB corpus.\n")
+    write_json(metrics_path, {"dataset": dataset.name, "detectors": detectors,
+                              "per_series": runs[DETECTOR].per_series})
     rnn = runs[DETECTOR]
     curve_data = curves(np.concatenate(rnn.labels), np.concatenate(rnn.norm_scores),
                         ev.curve_points)
@@ -210,9 +252,26 @@ def _write_nab_csv(path: Path, series: Series, scores: np.ndarray) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def channel_rank(channel_err: np.ndarray, flags: np.ndarray, split: Split,
+                 most: int = 8) -> np.ndarray:
+    """Target channels (positions in the model's targets) by their summed scaled error over
+    the flagged test points, largest first, at most ``most``; over every scored test point
+    when nothing is flagged. What the plots show of a series with many channels."""
+    test = np.zeros(len(flags), dtype=bool)
+    test[split.val_end :] = True
+    chosen = test & (flags > 0)
+    if not chosen.any():
+        chosen = test
+    err = channel_err[chosen]
+    err = err[np.isfinite(err).all(axis=1)]
+    totals = err.sum(axis=0) if len(err) else np.zeros(channel_err.shape[1])
+    return np.argsort(-totals, kind="stable")[:most].astype(np.int64)
+
+
 def _example_ends(scores: np.ndarray, labels: np.ndarray, split: Split, length: int) -> list[int]:
     """Window ends worth showing: the worst test window, a typical one, and one in an anomaly."""
     test_idx = np.arange(split.val_end, split.n)
+    test_idx = test_idx[np.isfinite(scores[test_idx])]
     test_scores = scores[test_idx]
     worst = int(test_idx[np.argmax(test_scores)])
     typical = int(test_idx[np.argsort(test_scores)[len(test_scores) // 2]])

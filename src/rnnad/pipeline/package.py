@@ -49,7 +49,8 @@ def package_stage(params: Params, processed_dir: Path, splits_path: Path, models
                 tmp / onnx_name, window=length, channels=spec["channels"],
                 scaler=scaler.to_dict(), threshold=thresholds[sid],
                 reduce=params.evaluate.reduce, data_sha256=spec["data_sha256"],
-                model=spec["model"], params={
+                model=spec["model"], channel_names=spec.get("channel_names"),
+                targets=spec.get("targets"), error_scale=spec.get("error_scale"), params={
                     "window": spec["window"], "model": spec["model"], "train": spec["train"],
                     "split": spec["split"], "reduce": params.evaluate.reduce,
                     "threshold": params.evaluate.threshold.model_dump()})
@@ -60,7 +61,8 @@ def package_stage(params: Params, processed_dir: Path, splits_path: Path, models
     metadata = {"format": export.DETECTOR_FORMAT, "series": len(series_info), "window": length,
                 "reduce": params.evaluate.reduce, "git_revision": revision,
                 "detector_sha256": checksums[export.DETECTOR_FILE]}
-    model_tag = export.save_detector(out_dir, p.model_name, metadata,
+    name = f"rnnad_{params.data.dataset}" if p.model_name == "auto" else p.model_name
+    model_tag = export.save_detector(out_dir, name, metadata,
                                      {"project": "rnnad", "git_revision": revision})
     log.info("saved %d series as BentoML model %s", len(series_info), model_tag)
     bento_tag = export.build_bento(repo, model_tag) if p.build_bento else ""

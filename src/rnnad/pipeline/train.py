@@ -16,27 +16,85 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 from rnnad.config import Params
+from rnnad.datasets.series import Series
 from rnnad.io import atomic_dir, series_filename, write_json
 from rnnad.pipeline.common import load_index, load_series, load_splits, log
 from rnnad.split import Split
-from rnnad.windows import sliding_windows, window_ends, windows_in_range
+from rnnad.windows import sliding_windows, window_ends, windows_in_range, within_segments
 
 
 def training_windows(
-    x_norm: np.ndarray, labels: np.ndarray, split: Split, length: int, stride: int
+    x_norm: np.ndarray, labels: np.ndarray, split: Split, length: int, stride: int,
+    segments: np.ndarray | None = None, max_windows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training windows lie wholly in the training part, validation windows end in the
-    validation part; neither contains a labelled anomalous point."""
+    validation part; neither contains a labelled anomalous point nor crosses a segment start.
+    Beyond ``max_windows`` of either kind, an evenly spread subset of that many is kept."""
     windows = sliding_windows(x_norm, length, stride)
     ends = window_ends(len(x_norm), length, stride)
-    train = windows_in_range(ends, length, 0, split.train_end, labels)
+    inside = within_segments(ends, length, segments)
+    train = windows_in_range(ends, length, 0, split.train_end, labels) & inside
     val = windows_in_range(ends, length, 0, split.val_end, labels) & (ends >= split.train_end)
-    return windows[train], windows[val]
+    return (windows[_spread(np.flatnonzero(train), max_windows)],
+            windows[_spread(np.flatnonzero(val & inside), max_windows)])
+
+
+def _spread(index: np.ndarray, most: int | None) -> np.ndarray:
+    """At most ``most`` entries of ``index``, evenly spaced (deterministic, order kept)."""
+    if most is None or len(index) <= most:
+        return index
+    return index[np.linspace(0, len(index) - 1, most).round().astype(np.int64)]
+
+
+def resolve_targets(series: Series, choice: str | list[str]) -> tuple[int, ...]:
+    """``model.targets`` -> channel indices: auto (the dataset's choice, else all), all, or
+    channel names."""
+    every = tuple(range(series.channels))
+    if choice == "auto":
+        return series.targets or every
+    if choice == "all":
+        return every
+    names = list(series.channel_names)
+    unknown = [c for c in choice if c not in names]
+    if unknown or not choice:
+        raise ValueError(f"model.targets: {unknown or choice} not channels of {series.id} "
+                         f"(channels: {', '.join(names)})")
+    return tuple(names.index(c) for c in choice)
+
+
+def error_scale(model: torch.nn.Module, windows: np.ndarray, targets: tuple[int, ...],
+                batch_size: int = 4096) -> list[float]:
+    """Each target channel's mean squared reconstruction error on ``windows`` (validation), in
+    float64 as the evaluate stage scores: the per-channel normaliser of the anomaly score.
+
+    A model with one target channel has nothing to balance: its scale is 1 and its score
+    stays the plain squared error (dividing by a constant would change no flag, but would
+    turn a series reconstructed perfectly, such as a constant one, from "errors of 1e-14,
+    below any threshold" into "as bad as usual")."""
+    from rnnad.models.encdec import reconstructor
+
+    if len(targets) == 1:
+        return [1.0]
+
+    reconstruct = reconstructor(model)
+    sums = np.zeros(len(targets))
+    for i in range(0, len(windows), batch_size):
+        batch = np.ascontiguousarray(windows[i : i + batch_size], dtype=np.float64)
+        err = np.square(batch[:, :, list(targets)] - reconstruct(batch))
+        sums += err.sum(axis=(0, 1))
+    scale = sums / (len(windows) * windows.shape[1])
+    # a channel the model reconstructs (almost) perfectly on validation data, e.g. a constant
+    # one: floor it at 1e-3 of the median so its tiny errors elsewhere cannot dominate
+    floor = 1e-3 * float(np.median(scale)) if np.median(scale) > 0 else 1e-12
+    return [round(float(v), 12) for v in np.maximum(scale, max(floor, 1e-12))]
 
 
 PROVENANCE_PACKAGES = ("torch", "numpy", "rnnad")
@@ -137,9 +195,11 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
             split, scaler = splits[series.id]
             x = scaler.transform(series.values)
             train_w, val_w = training_windows(x, series.labels, split, params.window.length,
-                                              params.window.stride)
+                                              params.window.stride, series.segments,
+                                              params.train.max_windows)
+            targets = resolve_targets(series, params.model.targets)
             seed_everything(params.train.seed, params.train.threads)
-            model = build_model(series.channels, params.model)
+            model = build_model(series.channels, params.model, targets)
             start = time.perf_counter()
             with Live(dir=str(tmp_live / series_filename(series.id, "")), save_dvc_exp=False,
                       dvcyaml=None, report=None) as live:
@@ -151,10 +211,14 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
                     result = fit(model, train_w, val_w, params.train, on_epoch)
                 except TrainingError as exc:
                     raise TrainingError(f"series {series.id}: {exc}") from exc
+            scale = error_scale(model, val_w, targets)
             seconds = time.perf_counter() - start
             spec = {
                 "series_id": series.id,
                 "channels": series.channels,
+                "channel_names": list(series.channel_names),
+                "targets": list(targets),
+                "error_scale": scale,
                 "window": params.window.model_dump(),
                 "model": params.model.model_dump(),
                 "train": params.train.model_dump(),
