@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import mirror_path
 from pydantic import ValidationError
 
 from rnnad import export
@@ -32,7 +33,7 @@ from rnnad.scoring import score_points
 from rnnad.split import Scaler
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_NAB = REPO.parent / "shared" / "datasets" / "nab"
+SHARED_NAB = mirror_path() / "nab"  # $RNNAD_DATA_MIRROR, else ../shared/datasets
 MAX_VALUES = 1000  # RNNAD_MAX_VALUES for the test servers
 pytestmark = [  # raised inside bentoml 1.4.40 itself, on import and on building API models
     pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
@@ -388,7 +389,8 @@ def test_models_lists_the_series_by_get_and_post(server: str, detector: dict[str
         assert status == 200, (method, out)
         assert out["model_tag"] == detector["tag"] and out["git_revision"] == "test-revision"
         by_id = {s["series"]: s for s in out["series"]}
-        assert set(by_id) == {TAXI, SPEED}
+        assert set(by_id) == {TAXI, SPEED, MACHINE}
+        assert by_id[MACHINE]["channels"] == 3 and by_id[MACHINE]["targets"] == [0, 2]
         assert by_id[SPEED]["window"] == 8 and by_id[SPEED]["channels"] == 1
         assert by_id[TAXI]["threshold"] == detector["made"][TAXI][3]
         assert by_id[TAXI]["data_sha256"] == "ab" * 32

@@ -78,8 +78,9 @@ def test_a_file_without_the_default_label_column_is_unlabelled(tmp_path: Path) -
 def test_bad_files_name_the_file_column_and_row(tmp_path: Path, text: str, params: dict,
                                                 message: str) -> None:
     name = write(tmp_path, text)
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as caught:
         load(tmp_path, CsvParams(path=name, **params))
+    assert str(caught.value).startswith(name)  # the user's file, not the pipeline's copy
 
 
 def test_a_missing_file_names_the_param(tmp_path: Path) -> None:

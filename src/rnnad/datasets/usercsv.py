@@ -84,11 +84,15 @@ def load_series(raw: Path, series_id: str, params: CsvParams, *, max_nan_run: in
         label_column = None  # the default name, absent: an unlabelled file
     values_wanted = list(params.value_columns) or [
         c for c in header if c not in (params.timestamp_column, label_column)]
-    ts, values, report = read_timeseries_csv(
-        path, timestamp_column=params.timestamp_column, value_columns=values_wanted or None,
-        max_nan_run=max_nan_run, disorder=disorder, gap_factor=gap_factor)
-    if label_column is not None:
-        labels = _label_column(path, params)
+    try:
+        ts, values, report = read_timeseries_csv(
+            path, timestamp_column=params.timestamp_column,
+            value_columns=values_wanted or None, max_nan_run=max_nan_run, disorder=disorder,
+            gap_factor=gap_factor)
+        labels = _label_column(path, params) if label_column is not None else None
+    except DataError as exc:  # name the user's file, not the pipeline's copy of it
+        raise DataError(str(exc).replace(str(path), params.path)) from exc
+    if labels is not None:
         windows = windows_from_labels(labels)
     elif params.labels_file is not None:
         from rnnad.datasets.nab import check_windows
