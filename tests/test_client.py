@@ -267,9 +267,28 @@ def test_unknown_series(service: FakeService) -> None:
     with StreamDetector(service.url, "nothing/like/it") as det, \
             pytest.raises(ClientError, match=r"known: test/multi, test/small, test/wide"):
         det.update(1.0)
-    with StreamDetector(service.url, "test/multi") as det, \
-            pytest.raises(ClientError, match="2 channels"):
-        det.update(1.0)
+    with StreamDetector(service.url, "test/multi") as det:
+        with pytest.raises(ClientError, match="point 0: the series has 2 channels"):
+            det.update(1.0)
+        with pytest.raises(ClientError, match="point 0: 3 values for 2 channels"):
+            det.update([1.0, 2.0, 3.0])
+        with pytest.raises(ClientError, match="point 0: channel 1 value nan is not finite"):
+            det.update([1.0, float("nan")])
+        assert service.detects() == []
+
+
+def test_a_multivariate_stream_equals_the_offline_scores(service: FakeService) -> None:
+    rng = np.random.default_rng(3)
+    rows = [[float(a), float(b)] for a, b in rng.normal(size=(20, 2))]
+    window = SERIES["test/multi"]["window"]
+    expected = offline_scores(rows, window)  # type: ignore[arg-type]
+    with StreamDetector(service.url, "test/multi") as det:
+        points = list(det.feed(rows))
+    assert [p.value for p in points] == [tuple(r) for r in rows]
+    assert [p.score for p in points][: window - 1] == [None] * (window - 1)
+    assert [p.score for p in points][window - 1 :] == pytest.approx(expected[window - 1 :])
+    sent = service.detects()[0]["items"][0]["values"]
+    assert sent == rows[:window]  # rows of channel values, exactly one window
 
 
 def test_server_errors_become_client_errors(service: FakeService) -> None:

@@ -552,3 +552,20 @@ def test_multivariate_input_of_the_wrong_shape_gets_4xx(server: str, values: Any
                                                         message: str) -> None:
     status, body = detect(server, {"series": MACHINE, "values": values})
     assert 400 <= status < 500 and message in str(body), (status, body)
+
+
+@pytest.mark.integration
+def test_stream_client_on_a_multivariate_series(server: str) -> None:
+    from rnnad.client import StreamDetector
+
+    probe = machine_spec()["probe"]
+    status, out = detect(server, {"series": MACHINE, "values": probe.tolist()})
+    assert status == 200
+    batch = out["results"][0]
+    with StreamDetector(server, MACHINE) as stream:
+        points = list(stream.feed(probe.tolist()))
+    assert [p.score for p in points] == batch["scores"]  # no look-ahead: same as the batch
+    assert [p.flag for p in points] == batch["flags"]
+    flagged = [p for p in points if p.flag]
+    assert flagged and all(p.channels and p.channels[0][0] in {"inlet", "sum"}
+                           for p in flagged)

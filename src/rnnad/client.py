@@ -86,11 +86,13 @@ class StreamScore:
     """
 
     index: int
-    value: float
+    value: float | tuple[float, ...]  # a tuple (one per channel) for a multivariate series
     score: float | None
     flag: bool
     threshold: float
     timestamp: str | None = None
+    # multivariate, flagged: the channels that contributed most, with their share of the score
+    channels: tuple[tuple[str, float], ...] = ()
 
 
 def _json_default(obj: Any) -> Any:
@@ -278,13 +280,49 @@ def _timestamp_text(timestamp: Any, index: int) -> str:
     raise ClientError(f"point {index}: timestamp {timestamp!r} is not a string or datetime")
 
 
+def _number(value: Any, where: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ClientError(f"{where} {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ClientError(f"{where} {number} is not finite; the service accepts only finite "
+                          "values")
+    return number
+
+
+def _point_value(value: Any, index: int, channels: int,
+                 names: Sequence[str] | None) -> float | tuple[float, ...]:
+    """One point of a stream: a number (univariate) or one number per channel."""
+    if channels == 1:
+        return _number(value, f"point {index}: value")
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ClientError(f"point {index}: the series has {channels} channels "
+                          f"({', '.join(names or [])}): give one value per channel")
+    row = list(value)
+    if len(row) != channels:
+        raise ClientError(f"point {index}: {len(row)} values for {channels} channels "
+                          f"({', '.join(names or [])})")
+    return tuple(_number(v, f"point {index}: channel {c} value") for c, v in enumerate(row))
+
+
+def _contributions(result: Mapping[str, Any], index: int) -> tuple[tuple[str, float], ...]:
+    for entry in result.get("contributions") or ():
+        if isinstance(entry, Mapping) and entry.get("index") == index:
+            return tuple((str(c.get("channel")), float(c.get("share", 0.0)))
+                         for c in entry.get("channels", ()) if isinstance(c, Mapping))
+    return ()
+
+
 class StreamDetector:
     """Point-by-point scores of one series, from the stateless service.
 
     The series' window and threshold are read from ``GET /models`` on first use. Each
     :meth:`update` keeps the last ``window`` points and, once ``window`` points have arrived,
     sends exactly those to ``POST /detect`` and returns the newest point's score, so that
-    the scores equal those of one batch call over the whole stream. Timestamps are optional,
+    the scores equal those of one batch call over the whole stream. A multivariate series takes
+    one value per channel for each point (in the order ``/models`` lists its ``channel_names``)
+    and a flagged point's :class:`StreamScore` names the channels that contributed most.
+    Timestamps are optional,
     but if given they must be given for every point. The connection is kept open across
     calls: use as a context manager, or call :meth:`close`.
     """
@@ -293,7 +331,7 @@ class StreamDetector:
         self.series = series
         self._client = Client(url, timeout=timeout)
         self._info: dict[str, Any] | None = None
-        self._values: deque[float] = deque()
+        self._values: deque[float | tuple[float, ...]] = deque()
         self._timestamps: deque[str] = deque()
         self._timestamped: bool | None = None  # decided by the first point
         self._count = 0
@@ -315,9 +353,9 @@ class StreamDetector:
                 raise ClientError(f"series {self.series!r}: bad threshold {threshold!r} in "
                                   "/models")
             channels = info.get("channels", 1)
-            if channels != 1:
-                raise ClientError(f"series {self.series!r} has {channels} channels; "
-                                  "StreamDetector takes univariate series")
+            if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+                raise ClientError(f"series {self.series!r}: bad channels {channels!r} in "
+                                  "/models")
             self._info = info
             self._values = deque(self._values, maxlen=window)
             self._timestamps = deque(self._timestamps, maxlen=window)
@@ -338,7 +376,8 @@ class StreamDetector:
         """Points accepted so far (the index the next point will get)."""
         return self._count
 
-    def update(self, value: float, timestamp: str | datetime | None = None) -> StreamScore:
+    def update(self, value: float | Sequence[float],
+               timestamp: str | datetime | None = None) -> StreamScore:
         """Add the next point; its :class:`StreamScore`.
 
         The score is ``None`` (flag False) while fewer than ``window`` points have arrived,
@@ -347,12 +386,8 @@ class StreamDetector:
         can be sent again.
         """
         index = self._count
-        if not isinstance(value, numbers.Real):
-            raise ClientError(f"point {index}: value {value!r} is not a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise ClientError(f"point {index}: value {number} is not finite; the service "
-                              "accepts only finite values")
+        channels = int(self.info.get("channels", 1))
+        number = _point_value(value, index, channels, self.info.get("channel_names"))
         has_time = timestamp is not None
         if self._timestamped is not None and has_time != self._timestamped:
             raise ClientError(
@@ -366,18 +401,23 @@ class StreamDetector:
         values = [*self._values, number][-window:]
         score: float | None = None
         flag = False
+        top: tuple[tuple[str, float], ...] = ()
         if len(values) == window:
-            item: dict[str, Any] = {"series": self.series, "values": values}
+            item: dict[str, Any] = {"series": self.series,
+                                    "values": [list(v) if isinstance(v, tuple) else v
+                                               for v in values]}
             if stamp is not None:
                 item["timestamps"] = [*self._timestamps, stamp][-window:]
-            score, flag, threshold = self._newest(self._client.detect([item])[0], window)
+            result = self._client.detect([item])[0]
+            score, flag, threshold = self._newest(result, window)
+            top = _contributions(result, window - 1)
         self._values.append(number)
         if stamp is not None:
             self._timestamps.append(stamp)
         self._timestamped = has_time
         self._count += 1
         return StreamScore(index=index, value=number, score=score, flag=flag,
-                           threshold=threshold, timestamp=stamp)
+                           threshold=threshold, timestamp=stamp, channels=top)
 
     def _newest(self, result: dict[str, Any], window: int) -> tuple[float, bool, float]:
         """Score, flag and threshold of the last point of a one-window result."""

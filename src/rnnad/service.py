@@ -113,18 +113,17 @@ class SeriesInput(BaseModel):
                                  f"({ts[i].isoformat()} after {ts[i - 1].isoformat()})")
         return ts
 
-    @field_validator("values")
-    @classmethod
-    def _rows_of_one_width(cls, values: list[float] | list[list[float]]
-                           ) -> list[float] | list[list[float]]:
-        if values and isinstance(values[0], list):
-            width = len(values[0])
+    def ragged(self) -> str | None:
+        """Why rows of a multivariate item differ in width (None when they do not); checked
+        in the API rather than by pydantic, so the 400 names the field in its message."""
+        if isinstance(self.values[0], list):
+            width = len(self.values[0])
             if width == 0:
-                raise ValueError("row 0 has no values")
-            for i, row in enumerate(values):
-                if len(row) != width:
-                    raise ValueError(f"row {i} has {len(row)} values, row 0 has {width}")
-        return values
+                return "row 0 has no values"
+            for i, row in enumerate(self.values):
+                if len(row) != width:  # type: ignore[arg-type]
+                    return f"row {i} has {len(row)} values, row 0 has {width}"  # type: ignore
+        return None
 
     def channels(self) -> int:
         return len(self.values[0]) if isinstance(self.values[0], list) else 1
@@ -334,6 +333,9 @@ class Detector:
                 return _error(404, f"items.{i}.series", f"unknown series {item.series!r}; "
                               f"known: {', '.join(sorted(self.detectors))}")
             info = detector.info
+            ragged = item.ragged()
+            if ragged is not None:
+                return _error(400, f"items.{i}.values", ragged)
             given = item.channels()
             if given != info.channels:
                 return _error(400, f"items.{i}.values", f"series {item.series!r} has "
