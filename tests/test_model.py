@@ -259,10 +259,13 @@ def _synthetic_series(series_id: str, n: int = 200, seed: int = 0) -> Series:
 
 def _run_train_stage(monkeypatch: pytest.MonkeyPatch, root: Path, series: list[Series],
                      params: Params, repo: Path | None = None) -> None:
-    """train_stage on in-memory series, writing root/models and root/reports/train."""
+    """train_stage on in-memory series, writing root/models and root/reports/train (in this
+    process: ``train.jobs`` 1, since worker processes would not see the patched loaders)."""
+    assert params.train.jobs == 1
     by_file = {f"{s.id}.npz": s for s in series}
     monkeypatch.setattr(train_pipeline, "load_index", lambda _dir: [
-        {"file": name, "sha256": hashlib.sha256(name.encode()).hexdigest()} for name in by_file])
+        {"id": s.id, "file": name, "sha256": hashlib.sha256(name.encode()).hexdigest()}
+        for name, s in by_file.items()])
     monkeypatch.setattr(train_pipeline, "load_series", lambda _dir, entry: by_file[entry["file"]])
     monkeypatch.setattr(train_pipeline, "load_splits", lambda _path: {
         s.id: (Split(len(s), 120, 160), Scaler((0.0,), (1.0,))) for s in series})
@@ -271,7 +274,7 @@ def _run_train_stage(monkeypatch: pytest.MonkeyPatch, root: Path, series: list[S
 
 
 TINY = Params.model_validate({"window": {"length": 8}, "model": {"hidden": 4},
-                              "train": {"epochs": 2, "threads": 1}})
+                              "train": {"epochs": 2, "threads": 1, "jobs": 1}})
 
 
 def test_train_stage_error_names_the_series_and_writes_nothing(
@@ -340,12 +343,13 @@ def test_model_spec_records_provenance(tmp_path: Path, monkeypatch: pytest.Monke
     assert prov["python"] == platform.python_version()
     assert prov["packages"] == {"torch": torch.__version__, "numpy": np.__version__,
                                 "rnnad": metadata.version("rnnad")}
+    # train.jobs says how many series train at once, not what a model is: left out
     groups = {"window": TINY.window.model_dump(), "model": TINY.model.model_dump(),
-              "train": TINY.train.model_dump()}
+              "train": TINY.train.model_dump(exclude={"jobs"})}
     canonical = json.dumps(groups, sort_keys=True, separators=(",", ":"))
     assert prov["params_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
     # the rest of the spec is what it was
-    assert spec(tmp_path / "clean")["train"] == TINY.train.model_dump()
+    assert spec(tmp_path / "clean")["train"] == TINY.train.model_dump(exclude={"jobs"})
 
     # a second run at the same commit writes the same bytes, weights included
     _run_train_stage(monkeypatch, tmp_path / "again", series, TINY, repo=repo)

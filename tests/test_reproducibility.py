@@ -1,6 +1,7 @@
 """Two runs with the same params give the same bytes: ``dvc repro --force`` of the pipeline up to
 evaluate, twice in one scratch project, writes identical model files (weights and JSON spec,
-provenance included) and identical ``reports/metrics.json`` and scores.
+provenance included) and identical ``reports/metrics.json`` and scores; so does a third run
+that trains the series in parallel worker processes (``train.jobs``).
 
 The scratch project is built as in tests/test_pipeline.py (a copy of what dvc.yaml refers to in a
 fresh ``dvc init --no-scm`` repository, the copied library on PYTHONPATH), on a tiny
@@ -41,12 +42,14 @@ def test_forced_reruns_give_identical_models_and_metrics(tmp_path: Path, mirror:
         return run_dvc(root, env, *args)
 
     dvc("init", "--no-scm", "-q")
+    first_jobs = 1
     set_params(root, {
         "preprocess.series": SERIES,
         "window.length": 16,
         "model.hidden": 8,
         "train.epochs": 3,
         "train.threads": 1,
+        "train.jobs": first_jobs,
         "evaluate.curve_points": 50,
         "plot.examples": 1,
         "package.build_bento": False,
@@ -58,6 +61,11 @@ def test_forced_reruns_give_identical_models_and_metrics(tmp_path: Path, mirror:
             assert f"Running stage '{stage}'" in out.stdout, (stage, out.stdout)
         runs.append(_hashes(root))
     first, second = runs
+    # the number of series trained at once changes how, never what: same bytes again
+    set_params(root, {"train.jobs": 2 if first_jobs == 1 else 1})
+    dvc("repro", "--force", TARGET)
+    assert _hashes(root) == first
+    set_params(root, {"train.jobs": first_jobs})
     assert sorted(k for k in first if k.startswith("models/")) == sorted(
         f"models/{sid.replace('/', '__')}{ext}" for sid in SERIES for ext in (".json", ".pt"))
     assert "reports/metrics.json" in first

@@ -100,6 +100,7 @@ class TrainParams(_Strict):
     lr: float = Field(1e-2, gt=0)
     patience: int = Field(8, ge=1)
     threads: int = Field(1, ge=1)
+    jobs: int = Field(2, ge=1)  # series trained at once, one worker process each
     min_windows: int = Field(16, ge=1)
     # at most this many training (and validation) windows per series, an evenly spread subset:
     # bounds memory and time on long learning parts (KDD's 97k records); NAB's are far shorter

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import platform
 import shutil
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from rnnad.config import Params
 from rnnad.datasets.series import Series
 from rnnad.io import atomic_dir, series_filename, write_json
 from rnnad.pipeline.common import load_index, load_series, load_splits, log
-from rnnad.split import Split
+from rnnad.split import Scaler, Split
 from rnnad.windows import sliding_windows, window_ends, windows_in_range, within_segments
 
 
@@ -136,6 +139,7 @@ def _version(package: str) -> str:
 def params_sha256(params: Params) -> str:
     """sha256 of the canonical JSON (sorted keys, no spaces) of the params groups train reads."""
     groups = {name: getattr(params, name).model_dump(mode="json") for name in TRAIN_PARAM_GROUPS}
+    groups["train"] = train_params_recorded(params)
     text = json.dumps(groups, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -172,69 +176,116 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return removed
 
 
-def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_dir: Path,
-                live_dir: Path, repo: Path | None = None) -> None:
-    """Train one model per series into ``models_dir`` (replaced as a whole, only when every
-    series trained) and its curves into ``live_dir``; ``repo`` (default: the working directory)
-    is where provenance looks for git."""
+@dataclass(frozen=True)
+class _Job:
+    """What one worker needs to train one series (picklable: sent to a process)."""
+
+    params: Params
+    processed_dir: Path
+    entry: dict[str, Any]
+    split: Split
+    scaler: Scaler
+    tmp_models: Path
+    tmp_live: Path
+    origin: dict[str, Any]
+
+
+def _train_one(job: _Job) -> tuple[str, dict[str, Any], float]:
+    """Train, check and save one series' model and curves; returns (id, summary, seconds).
+    Runs in the stage's process or in a worker process: the same seed and thread count give
+    the same weights either way."""
     from dvclive import Live
 
     from rnnad.models.encdec import build_model
     from rnnad.models.store import save_model
     from rnnad.models.training import TrainingError, fit, seed_everything
 
+    params = job.params
+    series = load_series(job.processed_dir, job.entry)
+    split, scaler = job.split, job.scaler
+    x = scaler.transform(series.values)
+    train_w, val_w = training_windows(x, series.labels, split, params.window.length,
+                                      params.window.stride, series.segments,
+                                      params.train.max_windows)
+    targets = resolve_targets(series, params.model.targets)
+    seed_everything(params.train.seed, params.train.threads)
+    model = build_model(series.channels, params.model, targets)
+    start = time.perf_counter()
+    with Live(dir=str(job.tmp_live / series_filename(series.id, "")), save_dvc_exp=False,
+              dvcyaml=None, report=None) as live:
+        def on_epoch(epoch: int, train_loss: float, val_loss: float, live=live) -> None:
+            live.log_metric("train_loss", train_loss)
+            live.log_metric("val_loss", val_loss)
+            live.next_step()
+        try:
+            result = fit(model, train_w, val_w, params.train, on_epoch)
+        except TrainingError as exc:
+            raise TrainingError(f"series {series.id}: {exc}") from exc
+    scale = error_scale(model, val_w, targets)
+    seconds = time.perf_counter() - start
+    spec = {
+        "series_id": series.id,
+        "channels": series.channels,
+        "channel_names": list(series.channel_names),
+        "targets": list(targets),
+        "error_scale": scale,
+        "window": params.window.model_dump(),
+        "model": params.model.model_dump(),
+        "train": train_params_recorded(params),
+        "scaler": scaler.to_dict(),
+        "split": split.to_dict(),
+        "data_sha256": job.entry["sha256"],
+        "train_windows": len(train_w),
+        "val_windows": len(val_w),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_val_loss": result.best_val_loss,
+        "provenance": job.origin,
+    }
+    save_model(job.tmp_models, series.id, model, spec)
+    summary = {k: spec[k] for k in ("train_windows", "best_epoch", "epochs_run",
+                                    "best_val_loss")}
+    return series.id, summary, seconds
+
+
+def train_params_recorded(params: Params) -> dict[str, Any]:
+    """The train params a model records: all but ``jobs``, which changes how many series
+    train at once, never what a model is."""
+    return params.train.model_dump(exclude={"jobs"})
+
+
+def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_dir: Path,
+                live_dir: Path, repo: Path | None = None) -> None:
+    """Train one model per series into ``models_dir`` (replaced as a whole, only when every
+    series trained) and its curves into ``live_dir``; ``repo`` (default: the working directory)
+    is where provenance looks for git. ``train.jobs`` series train at once, each in its own
+    worker process (spawned, ``train.threads`` threads each); the models are the same for any
+    number of jobs. A failure in any series stops the stage, naming the series."""
     splits = load_splits(splits_path)
     for out in (models_dir, live_dir):
         for path in remove_stale_temporaries(out):
             log.info("removed %s, left by an interrupted run", path)
     origin = provenance(params, Path.cwd() if repo is None else repo)
-    summary = {}
+    entries = load_index(processed_dir)
+    summary: dict[str, Any] = {}
     with atomic_dir(models_dir) as tmp_models, atomic_dir(live_dir) as tmp_live:
-        for entry in load_index(processed_dir):
-            series = load_series(processed_dir, entry)
-            split, scaler = splits[series.id]
-            x = scaler.transform(series.values)
-            train_w, val_w = training_windows(x, series.labels, split, params.window.length,
-                                              params.window.stride, series.segments,
-                                              params.train.max_windows)
-            targets = resolve_targets(series, params.model.targets)
-            seed_everything(params.train.seed, params.train.threads)
-            model = build_model(series.channels, params.model, targets)
-            start = time.perf_counter()
-            with Live(dir=str(tmp_live / series_filename(series.id, "")), save_dvc_exp=False,
-                      dvcyaml=None, report=None) as live:
-                def on_epoch(epoch: int, train_loss: float, val_loss: float, live=live) -> None:
-                    live.log_metric("train_loss", train_loss)
-                    live.log_metric("val_loss", val_loss)
-                    live.next_step()
-                try:
-                    result = fit(model, train_w, val_w, params.train, on_epoch)
-                except TrainingError as exc:
-                    raise TrainingError(f"series {series.id}: {exc}") from exc
-            scale = error_scale(model, val_w, targets)
-            seconds = time.perf_counter() - start
-            spec = {
-                "series_id": series.id,
-                "channels": series.channels,
-                "channel_names": list(series.channel_names),
-                "targets": list(targets),
-                "error_scale": scale,
-                "window": params.window.model_dump(),
-                "model": params.model.model_dump(),
-                "train": params.train.model_dump(),
-                "scaler": scaler.to_dict(),
-                "split": split.to_dict(),
-                "data_sha256": entry["sha256"],
-                "train_windows": len(train_w),
-                "val_windows": len(val_w),
-                "best_epoch": result.best_epoch,
-                "epochs_run": len(result.history),
-                "best_val_loss": result.best_val_loss,
-                "provenance": origin,
-            }
-            save_model(tmp_models, series.id, model, spec)
-            summary[series.id] = {k: spec[k] for k in ("train_windows", "best_epoch",
-                                                        "epochs_run", "best_val_loss")}
-            log.info("%s: %d windows, best epoch %d, val loss %.5f, %.1f s", series.id,
-                     len(train_w), result.best_epoch, result.best_val_loss, seconds)
+        jobs = [_Job(params, processed_dir, entry, *splits[entry["id"]], tmp_models, tmp_live,
+                     origin) for entry in entries]
+        workers = min(params.train.jobs, len(jobs))
+        if workers <= 1:
+            results = map(_train_one, jobs)
+            for sid, record, seconds in results:
+                _log_trained(sid, record, seconds)
+                summary[sid] = record
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for sid, record, seconds in pool.map(_train_one, jobs):
+                    _log_trained(sid, record, seconds)
+                    summary[sid] = record
         write_json(tmp_live / "summary.json", summary)
+
+
+def _log_trained(sid: str, record: dict[str, Any], seconds: float) -> None:
+    log.info("%s: %d windows, best epoch %d, val loss %.5f, %.1f s", sid,
+             record["train_windows"], record["best_epoch"], record["best_val_loss"], seconds)
