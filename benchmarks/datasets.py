@@ -29,18 +29,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from scratch import copy_project, set_params  # noqa: E402
+from scratch import copy_project, scratch_env, set_params  # noqa: E402
 
 
 def run(dataset: str, overrides: dict[str, object], keep: bool) -> Path:
     root = Path(tempfile.mkdtemp(prefix=f"rnnad-{dataset}-"))
     copy_project(root)
-    env = {**os.environ, "PYTHONPATH": str(root / "src"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "BENTOML_DO_NOT_TRACK": "True"}
-    mirror = os.environ.get("RNNAD_DATA_MIRROR")
-    if mirror:
-        env["RNNAD_DATA_MIRROR"] = str((REPO / mirror).resolve())
+    mirror = os.environ.get("RNNAD_DATA_MIRROR", "").strip()
+    # the tests' scratch environment, but this user's HOME and BentoML store: the packaged
+    # detectors (rnnad_<dataset>) are meant to be served afterwards
+    env = {**scratch_env(root, (REPO / mirror).resolve() if mirror else Path()),
+           "HOME": os.environ.get("HOME", str(Path.home())),
+           "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(Path.home() / "bentoml"))}
+    if not mirror:  # no mirror: fetch downloads from upstream
+        env.pop("RNNAD_DATA_MIRROR")
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, env=env,
                    check=True)
     set_params(root, {"data.dataset": dataset, **overrides})

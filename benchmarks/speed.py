@@ -74,25 +74,23 @@ def choose_series(nab: Path, count: str) -> list[str]:
     return [every[i] for i in idx]
 
 
-def load(nab: Path, sid: str):
-    from rnnad.config import load_params
-    from rnnad.datasets import nab as nab_data
+def load_all(nab: Path, series_ids: list[str], params: Any) -> dict[str, Any]:
+    """The series as the preprocess stage loads them (NAB's label file parsed once)."""
+    from rnnad.datasets.registry import get_dataset
 
-    p = load_params(REPO / "params.yaml").preprocess
-    return nab_data.load_series(nab, sid, nab_data.load_windows(nab), max_nan_run=p.max_nan_run,
-                                disorder=p.disorder, gap_factor=p.gap_factor)
+    dataset = get_dataset("nab")
+    return {sid: dataset.load(nab, sid, params) for sid in series_ids}
 
 
 def auc_pr(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Point-wise average precision; a point without a score ranks lowest."""
-    from sklearn.metrics import average_precision_score
+    """Point-wise AUC-PR by the evaluate stage's own function (rnnad.metrics.point_metrics);
+    a point without a score ranks below every scored one."""
+    from rnnad.metrics import point_metrics
 
-    y = np.asarray(labels)
-    if not 0 < y.sum() < len(y):
-        return None
-    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, posinf=np.inf)
-    s = np.where(np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.nan)) - 1.0)
-    return float(average_precision_score(y, s))
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(s)
+    s = np.where(finite, s, (s[finite].min() - 1.0) if finite.any() else 0.0)
+    return point_metrics(labels, np.zeros(len(s), dtype=np.int8), s)["auc_pr"]
 
 
 # ---------------------------------------------------------------- ours
@@ -126,6 +124,7 @@ def ours(series: Any, params: Any) -> dict[str, Any]:
     return {"fit_s": fit_s, "score_s": score_s, "fit_plus_score_s": fit_s + score_s,
             "epochs": epochs, "train_windows": len(train_w),
             "train_windows_per_s": len(train_w) * epochs / fit_s,
+            "scored_points": len(x) - params.window.length + 1,
             "score_points_per_s": (len(x) - params.window.length + 1) / score_s,
             "auc_pr": auc_pr(series.labels[test], scores[test]), "learn_points": split.val_end}
 
@@ -228,16 +227,12 @@ def profile(series: Any, params: Any, out: Path) -> None:
 
 def repro(tmp_root: Path) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "tests"))
-    from scratch import copy_project
+    from scratch import copy_project, scratch_env
 
     root = tmp_root / "repro"
     root.mkdir()
     copy_project(root)
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "BENTOML_HOME": str(tmp_root / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    if env.get("RNNAD_DATA_MIRROR"):
-        env["RNNAD_DATA_MIRROR"] = str((REPO / env["RNNAD_DATA_MIRROR"]).resolve())
+    env = scratch_env(root, mirror_nab().parent)  # its own HOME and BentoML store
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, env=env,
                    check=True)
     # a wrapper process whose own children are only dvc and its stages: its RUSAGE_CHILDREN
@@ -349,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     nab = mirror_nab()
     series_ids = choose_series(nab, args.series)
     rows = []
-    loaded = {sid: load(nab, sid) for sid in series_ids}
+    loaded = load_all(nab, series_ids, params)
     for sid, series in loaded.items():
         r = ours(series, params)
         rows.append({"series": sid, "rnnad": r})
@@ -376,13 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus:
         done = {r["series"]: r["rnnad"] for r in rows}
         totals = {"fit_s": 0.0, "score_s": 0.0, "window_passes": 0, "points": 0}
-        for sid in choose_series(nab, "all"):
-            r = done.get(sid) or ours(load(nab, sid), params)
+        rest = [sid for sid in choose_series(nab, "all") if sid not in done]
+        for sid, series in load_all(nab, rest, params).items():
+            done[sid] = ours(series, params)
+        for r in done.values():
             totals["fit_s"] += r["fit_s"]
             totals["score_s"] += r["score_s"]
             totals["window_passes"] += r["train_windows"] * r["epochs"]
-            totals["points"] += round(r["score_points_per_s"] * r["score_s"])
-        corpus = {**totals, "series": 58,
+            totals["points"] += r["scored_points"]
+        corpus = {**totals, "series": len(done),
                   "train_windows_per_s": totals["window_passes"] / totals["fit_s"],
                   "score_points_per_s": totals["points"] / totals["score_s"]}
         print(f"corpus: fit {totals['fit_s']:.0f} s, score {totals['score_s']:.0f} s", flush=True)

@@ -116,13 +116,14 @@ class SeriesInput(BaseModel):
     def ragged(self) -> str | None:
         """Why rows of a multivariate item differ in width (None when they do not); checked
         in the API rather than by pydantic, so the 400 names the field in its message."""
-        if isinstance(self.values[0], list):
-            width = len(self.values[0])
-            if width == 0:
-                return "row 0 has no values"
-            for i, row in enumerate(self.values):
-                if len(row) != width:  # type: ignore[arg-type]
-                    return f"row {i} has {len(row)} values, row 0 has {width}"  # type: ignore
+        if not isinstance(self.values[0], list):
+            return None
+        widths = [len(row) for row in self.values]  # type: ignore[arg-type]  # rows, by pydantic
+        if widths[0] == 0:
+            return "row 0 has no values"
+        for i, width in enumerate(widths):
+            if width != widths[0]:
+                return f"row {i} has {width} values, row 0 has {widths[0]}"
         return None
 
     def channels(self) -> int:

@@ -9,6 +9,7 @@ Raw files live in ``data/raw/<folder>/``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,22 +32,22 @@ class Dataset:
     load: Callable[[Path, str, Params], Series]
     extra_measures: Measures | None = None
     nab_scoring: bool = False  # NAB's scorer applies (the NAB corpus)
-    description: str = ""
 
 
 def _nab() -> Dataset:
     from rnnad.datasets import nab
 
+    windows = functools.cache(nab.load_windows)  # one parse of the label file per stage run
+
     def load(raw: Path, sid: str, p: Params) -> Series:
-        return nab.load_series(raw, sid, nab.load_windows(raw), max_nan_run=p.preprocess.
-                               max_nan_run, disorder=p.preprocess.disorder,
+        return nab.load_series(raw, sid, windows(raw), max_nan_run=p.preprocess.max_nan_run,
+                               disorder=p.preprocess.disorder,
                                gap_factor=p.preprocess.gap_factor)
 
     return Dataset("nab", "nab",
                    lambda dest, p: nab.fetch(dest, p.fetch.commit, retries=p.fetch.retries,
                                              timeout_s=p.fetch.timeout_s),
-                   lambda raw, p: nab.available_series(raw), load, nab_scoring=True,
-                   description="Numenta Anomaly Benchmark, 58 univariate series")
+                   lambda raw, p: nab.available_series(raw), load, nab_scoring=True)
 
 
 def _smap_msl(spacecraft: str) -> Dataset:
@@ -56,8 +57,7 @@ def _smap_msl(spacecraft: str) -> Dataset:
                    lambda dest, p: smap_msl.fetch(dest, retries=p.fetch.retries,
                                                   timeout_s=p.fetch.timeout_s),
                    lambda raw, p: smap_msl.available_series(raw, spacecraft),
-                   lambda raw, sid, p: smap_msl.load_series(raw, sid),
-                   description=f"NASA {spacecraft} telemetry, one model per channel")
+                   lambda raw, sid, p: smap_msl.load_series(raw, sid))
 
 
 def _cmapss() -> Dataset:
@@ -68,8 +68,7 @@ def _cmapss() -> Dataset:
                                                 timeout_s=p.fetch.timeout_s),
                    lambda raw, p: cmapss.available_series(raw, p.data.cmapss),
                    lambda raw, sid, p: cmapss.load_series(raw, sid, p.data.cmapss),
-                   extra_measures=cmapss.extra_measures,
-                   description="NASA C-MAPSS turbofan engines, run to failure")
+                   extra_measures=cmapss.extra_measures)
 
 
 def _kddcup99() -> Dataset:
@@ -80,8 +79,7 @@ def _kddcup99() -> Dataset:
                                                   timeout_s=p.fetch.timeout_s),
                    lambda raw, p: kddcup99.available_series(raw),
                    lambda raw, sid, p: kddcup99.load_series(raw, sid),
-                   extra_measures=kddcup99.extra_measures,
-                   description="KDD Cup 1999 network connections in file order")
+                   extra_measures=kddcup99.extra_measures)
 
 
 def _csv() -> Dataset:
@@ -93,8 +91,7 @@ def _csv() -> Dataset:
                                    gap_factor=p.preprocess.gap_factor)
 
     return Dataset("csv", usercsv.FOLDER, lambda dest, p: usercsv.fetch(dest, p.data.csv),
-                   lambda raw, p: usercsv.available_series(raw, p.data.csv), load,
-                   description="a CSV file of your own (data.csv.*)")
+                   lambda raw, p: usercsv.available_series(raw, p.data.csv), load)
 
 
 DATASETS: dict[str, Callable[[], Dataset]] = {

@@ -8,6 +8,7 @@ runs at the same commit write identical files; the weights never depend on it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -272,20 +273,14 @@ def train_stage(params: Params, processed_dir: Path, splits_path: Path, models_d
         jobs = [_Job(params, processed_dir, entry, *splits[entry["id"]], tmp_models, tmp_live,
                      origin) for entry in entries]
         workers = min(params.train.jobs, len(jobs))
-        if workers <= 1:
-            results = map(_train_one, jobs)
-            for sid, record, seconds in results:
-                _log_trained(sid, record, seconds)
+        with contextlib.ExitStack() as stack:
+            run = map  # one job: in this process
+            if workers > 1:
+                run = stack.enter_context(ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn"))).map
+            for sid, record, seconds in run(_train_one, jobs):
+                log.info("%s: %d windows, best epoch %d, val loss %.5f, %.1f s", sid,
+                         record["train_windows"], record["best_epoch"],
+                         record["best_val_loss"], seconds)
                 summary[sid] = record
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for sid, record, seconds in pool.map(_train_one, jobs):
-                    _log_trained(sid, record, seconds)
-                    summary[sid] = record
         write_json(tmp_live / "summary.json", summary)
-
-
-def _log_trained(sid: str, record: dict[str, Any], seconds: float) -> None:
-    log.info("%s: %d windows, best epoch %d, val loss %.5f, %.1f s", sid,
-             record["train_windows"], record["best_epoch"], record["best_val_loss"], seconds)
