@@ -116,8 +116,23 @@ def test_first_run_produces_metrics_for_every_series(project: Project) -> None:
             (project.root / "models" / (sid.replace("/", "__") + ".json")).read_text())
         assert model_spec["window"]["length"] == 16
         assert model_spec["epochs_run"] <= 3
+        # the detector's output is the post-processed likelihood, flagged at its level; the
+        # raw reconstruction scores are kept beside it (the service's threshold is theirs)
+        out = scores["scores"][15:]
+        assert (out >= 0).all() and (out <= 1).all()
+        assert m["threshold"] == 0.7 and float(scores["threshold"]) == 0.7
+        assert scores["raw_scores"].shape == (split["n"],)
+        assert not np.array_equal(scores["raw_scores"][15:], out)
+        service_threshold = json.loads((project.root / "data/scores/thresholds.json")
+                                       .read_text())[sid]
+        assert service_threshold == metrics_raw_threshold(project, sid)
     detectors = metrics["detectors"]
-    assert list(detectors) == ["rnnad", "rolling_gaussian", "isolation_forest", "null", "random"]
+    assert list(detectors) == ["rnnad", "rnnad_raw", "rolling_gaussian", "isolation_forest",
+                               "null", "random", "null_pp", "rolling_gaussian_pp"]
+    # NAB on the fixed halves: each series is the first (half a) of its category here, so
+    # half b is empty and left out
+    assert detectors["rnnad"]["nab"]["half_a"]["series"] == 2
+    assert "half_b" not in detectors["rnnad"]["nab"]
     for name, d in detectors.items():
         overall = d["overall"]
         assert overall["series"] == 2
@@ -139,6 +154,20 @@ def test_first_run_produces_metrics_for_every_series(project: Project) -> None:
         assert detectors["null"]["nab"][profile] == 0.0
     roc = (project.root / "reports/curves/roc.csv").read_text().splitlines()
     assert roc[0] == "fpr,tpr" and 2 < len(roc) <= 51
+
+
+def metrics_raw_threshold(project: Project, sid: str) -> float:
+    """The raw-score threshold the evaluate stage chose (validation quantile), recomputed."""
+    from rnnad.config import load_params
+    from rnnad.pipeline.common import load_series, load_splits
+    from rnnad.pipeline.evaluate import validation_threshold
+
+    params = load_params(project.root / "params.yaml")
+    split = load_splits(project.root / "data/split/splits.json")[sid][0]
+    entry = {"file": sid.replace("/", "__") + ".npz"}
+    series = load_series(project.root / "data/processed", entry)
+    raw = np.load(project.root / "data/scores" / (sid.replace("/", "__") + ".npz"))["raw_scores"]
+    return validation_threshold(raw, series.labels, split, params.evaluate.threshold)
 
 
 def test_second_run_does_nothing(project: Project) -> None:

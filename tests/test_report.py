@@ -23,8 +23,12 @@ def _overall(f1: float | None, tp: int) -> dict:
 METRICS = {
     "detectors": {
         "rnnad": {"overall": _overall(0.333, 2),
-                  "nab": {"standard": 12.345, "reward_low_FP_rate": -3.0,
-                          "reward_low_FN_rate": 20.0}},
+                  "nab": {"series": 3, "standard": 12.345, "reward_low_FP_rate": -3.0,
+                          "reward_low_FN_rate": 20.0,
+                          "half_a": {"series": 2, "standard": 30.0, "reward_low_FP_rate": 1.0,
+                                     "reward_low_FN_rate": 2.0},
+                          "half_b": {"series": 1, "standard": -5.0, "reward_low_FP_rate": 0.5,
+                                     "reward_low_FN_rate": 0.25}}},
         "null": {"overall": _overall(None, 0),
                  "nab": {"standard": 0.0, "reward_low_FP_rate": 0.0, "reward_low_FN_rate": 0.0}},
     },
@@ -41,9 +45,15 @@ def test_block_holds_every_detector_and_value() -> None:
     block = results_block(METRICS)
     assert block.startswith(BEGIN) and block.endswith(END)
     rows = [line for line in block.splitlines() if line.startswith("| **rnnad**")]
-    assert rows[0].split(" | ")[1:5] == ["12.35", "-3.00", "20.00", "0.667"]
-    assert "0.612" in rows[0] and "| 0.900 |" in rows[0]  # AUC-ROC, point-adjusted F1
-    null_row = next(line for line in block.splitlines() if line.startswith("| null"))
+    # the NAB table first: all files and each half, three profiles each
+    assert rows[0] == ("| **rnnad** (LSTM encoder-decoder) | 12.35 / -3.00 / 20.00 | "
+                       "30.00 / 1.00 / 2.00 | -5.00 / 0.50 / 0.25 |")
+    assert "| NAB score: standard / low FP / low FN | all 3 files | half a (2 files, tuning) | " \
+        "half b (1 files, held out) |" in block
+    assert "| ARTime (published) | 74.90 / 65.20 / 80.40 | – | – |" in block
+    assert rows[1].split(" | ")[1:5] == ["12.35", "-3.00", "20.00", "0.667"]
+    assert "0.612" in rows[1] and "| 0.900 |" in rows[1]  # AUC-ROC, point-adjusted F1
+    null_row = [line for line in block.splitlines() if line.startswith("| null")][1]
     assert "| 0.00 | 0.00 | 0.00 |" in null_row and "| – |" in null_row  # undefined F1
     assert "| 2 / 3 / 0 |" in block
     # category means skip undefined values: precision (0.2+0.4)/2, recall only s2

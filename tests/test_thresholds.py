@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnad.config import ThresholdParams
-from rnnad.thresholds import MIN_THRESHOLD, choose_threshold
+from rnnad.thresholds import MIN_THRESHOLD, choose_threshold, dynamic_flags, runs
 
 SCORES = np.array([1.0, 2.0, 3.0, 4.0])
 
@@ -58,3 +58,43 @@ def test_threshold_is_never_zero() -> None:
         assert value == MIN_THRESHOLD > 0
     # so a perfectly reconstructed point (score 0) is never flagged
     assert not (zeros > choose_threshold(zeros, ThresholdParams())).any()
+
+
+# ------------------------------------------------------------------ dynamic (Hundman 2018)
+def _noise_with_spike() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    e = 1 + 0.05 * rng.standard_normal(2000)
+    e[500:510] = 30.0
+    return e
+
+
+def test_dynamic_finds_the_spike_exactly() -> None:
+    assert runs(dynamic_flags(_noise_with_spike(), buffer=0)) == [(500, 510)]
+
+
+def test_dynamic_buffer_widens_and_nan_is_never_flagged() -> None:
+    e = _noise_with_spike()
+    assert runs(dynamic_flags(e, buffer=5)) == [(495, 515)]
+    e[505] = np.nan
+    assert runs(dynamic_flags(e, buffer=0)) == [(500, 505), (506, 510)]
+
+
+def test_dynamic_flags_nothing_on_constant_errors() -> None:
+    assert not dynamic_flags(np.ones(100)).any()
+    assert not dynamic_flags(np.full(10, np.nan)).any()
+
+
+def test_dynamic_prunes_the_weak_tail() -> None:
+    e = np.ones(1000)
+    e[100:105], e[300:305], e[600], e[900] = 20.0, 1.9, 1.3, 1.2
+    # one z: the threshold mu + 0.1 sigma (about 1.24) flags the three sequences; sorted
+    # maxima 20, 1.9, 1.3 and the largest unflagged error 1.2 step down by 90%, 32%, 8%
+    one_z = {"z_min": 0.1, "z_max": 0.1, "buffer": 0}
+    assert runs(dynamic_flags(e, prune=0.0, **one_z)) == [(100, 105), (300, 305), (600, 601)]
+    assert runs(dynamic_flags(e, prune=0.13, **one_z)) == [(100, 105), (300, 305)]
+    assert runs(dynamic_flags(e, prune=0.95, **one_z)) == []
+
+
+def test_runs() -> None:
+    assert runs(np.array([0, 1, 1, 0, 1], dtype=bool)) == [(1, 3), (4, 5)]
+    assert runs(np.zeros(3, dtype=bool)) == []

@@ -107,11 +107,69 @@ class TrainParams(_Strict):
     max_windows: int = Field(20000, ge=1)
 
 
+class DynamicThresholdParams(_Strict):
+    """Hundman et al.'s (2018) nonparametric threshold on the test part's scores."""
+
+    z_min: float = Field(2.5, gt=0.0)
+    z_max: float = Field(12.0, gt=0.0)
+    z_step: float = Field(0.5, gt=0.0)
+    prune: float = Field(0.0, ge=0.0, lt=1.0)  # minimum step down between sequence maxima
+    buffer: int = Field(100, ge=0)  # points added on each side of a flagged sequence
+
+    @model_validator(mode="after")
+    def _z_range(self) -> DynamicThresholdParams:
+        if self.z_max < self.z_min:
+            raise ValueError(f"evaluate.threshold.dynamic: z_max {self.z_max} < z_min "
+                             f"{self.z_min}")
+        return self
+
+
 class ThresholdParams(_Strict):
-    method: Literal["quantile", "gaussian", "max"] = "quantile"
+    """quantile / gaussian / max: one threshold from the validation part's normal scores.
+    dynamic: flags chosen on each series' unlabelled test scores (see rnnad.thresholds); the
+    quantile threshold still scales the scores for the pooled curves and NAB output."""
+
+    method: Literal["quantile", "gaussian", "max", "dynamic"] = "quantile"
     quantile: float = Field(0.99, gt=0.0, le=1.0)
     k: float = Field(3.0, gt=0.0)
     factor: float = Field(1.5, gt=0.0)
+    dynamic: DynamicThresholdParams = DynamicThresholdParams()
+
+
+class LikelihoodParams(_Strict):
+    """Numenta's anomaly likelihood on the scores (window 0: off)."""
+
+    window: int = Field(500, ge=0)  # past points the Gaussian is fitted to (0: off)
+    short: int = Field(10, ge=1)  # points averaged into the current value
+    transform: Literal["none", "log"] = "none"
+
+
+class PostprocessParams(_Strict):
+    """Causal steps from raw scores to the detector's output (rnnad.postprocess).
+
+    With the likelihood on, the output lies in [0, 1] and a point is an alarm when its output
+    reaches ``level`` (then ``evaluate.threshold`` only sets the raw-score threshold the service
+    uses); ``spatial`` and ``suppress`` need the likelihood (they act on that scale).
+    """
+
+    smooth: float = Field(10.0, ge=0.0)  # EWMA span in points (0: off)
+    likelihood: LikelihoodParams = LikelihoodParams()
+    spatial: float = Field(0.05, ge=0.0)  # range-breach tolerance (0: off)
+    suppress: int = Field(50, ge=0)  # points silenced after an alarm (0: off)
+    level: float = Field(0.7, gt=0.0, le=1.0)  # alarm level on the likelihood scale
+
+    @model_validator(mode="after")
+    def _scale_steps_need_the_likelihood(self) -> PostprocessParams:
+        if self.likelihood.window == 0:
+            for name in ("spatial", "suppress"):
+                if getattr(self, name) > 0:
+                    raise ValueError(f"evaluate.postprocess.{name} needs the likelihood step "
+                                     "(evaluate.postprocess.likelihood.window > 0)")
+        return self
+
+    @property
+    def on_likelihood_scale(self) -> bool:
+        return self.likelihood.window > 0
 
 
 class RangeParams(_Strict):
@@ -138,12 +196,15 @@ class BaselineParams(_Strict):
 
     detectors: list[Literal["rolling_gaussian", "isolation_forest", "null", "random"]] = Field(
         default_factory=lambda: list(BASELINES))
+    # also given the RNN's post-processing (reported as <name>_pp): what the RNN adds to it
+    postprocessed: list[Literal["rolling_gaussian", "isolation_forest", "null", "random"]] = \
+        Field(default_factory=lambda: ["null", "rolling_gaussian"])
     seed: int = 7
     gaussian_window: int = Field(256, ge=2)  # rolling Gaussian: past points in mean and std
     iforest_trees: int = Field(100, ge=1)
     iforest_max_samples: int = Field(256, ge=2)
 
-    @field_validator("detectors", mode="before")
+    @field_validator("detectors", "postprocessed", mode="before")
     @classmethod
     def _yaml_null_is_the_null_detector(cls, value: object) -> object:
         # unquoted `null` in a YAML list is None: in this list it can only mean the null detector
@@ -155,6 +216,7 @@ class BaselineParams(_Strict):
 class EvaluateParams(_Strict):
     reduce: Literal["mean", "last", "max"] = "mean"
     batch_size: int = Field(4096, ge=1)
+    postprocess: PostprocessParams = PostprocessParams()
     threshold: ThresholdParams = ThresholdParams()
     curve_points: int = Field(200, ge=10)
     range: RangeParams = RangeParams()

@@ -430,6 +430,24 @@ def score_arrays(series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return score_prepared(files, profiles, thresholds)
 
 
+HALVES = ("a", "b")
+
+
+def corpus_halves(series_ids: Sequence[str]) -> dict[str, str]:
+    """The fixed split of NAB's files into two halves used to choose hyperparameters on one
+    ("a") and check them on the other ("b"): within each category, files in name order
+    alternate a, b, a, ... (so each half holds about half of every category). A series' half
+    depends only on the names in its category, not on which other categories are selected."""
+    half: dict[str, str] = {}
+    by_category: dict[str, list[str]] = {}
+    for sid in series_ids:
+        by_category.setdefault(sid.split("/", 1)[0], []).append(sid)
+    for ids in by_category.values():
+        for i, sid in enumerate(sorted(ids)):
+            half[sid] = HALVES[i % 2]
+    return half
+
+
 # ---------------------------------------------------------------------------------------------
 # NAB results layout
 

@@ -67,6 +67,8 @@ class ScoreRecord:
     example_recon: np.ndarray  # float [E, L, C_t], normalised units, the target channels
     targets: np.ndarray | None = None  # int [C_t]: input channel of each reconstructed channel
     channel_rank: np.ndarray | None = None  # int: positions in targets, largest error first
+    raw_scores: np.ndarray | None = None  # float [T]: reconstruction errors before
+    # post-processing (``scores`` is then the post-processed output)
 
     @classmethod
     def from_arrays(cls, d: Mapping[str, np.ndarray]) -> ScoreRecord:
@@ -80,7 +82,14 @@ class ScoreRecord:
             targets=np.asarray(d["targets"], dtype=np.int64) if "targets" in d else None,
             channel_rank=np.asarray(d["channel_rank"], dtype=np.int64)
             if "channel_rank" in d else None,
+            raw_scores=np.asarray(d["raw_scores"], dtype=np.float64)
+            if "raw_scores" in d else None,
         )
+
+    @property
+    def postprocessed(self) -> bool:
+        return self.raw_scores is not None and not np.array_equal(
+            self.raw_scores, self.scores, equal_nan=True)
 
     def target_channels(self, channels: int) -> np.ndarray:
         return np.arange(channels) if self.targets is None else self.targets
@@ -175,8 +184,9 @@ def _example_titles(series: Series, rec: ScoreRecord, ends: np.ndarray) -> list[
         inside = "in a labelled window" if series.labels[e] else "outside labelled windows"
         score = rec.scores[e]
         ratio = score / rec.threshold if rec.threshold > 0 else float("nan")
+        error = f"error {rec.raw_scores[e]:.3g}, " if rec.postprocessed else ""
         titles.append(f"ends {when.replace('T', ' ')}\n{inside}\n"
-                      f"score {score:.3g} = {ratio:.3g} \u00d7 threshold")
+                      f"{error}score {score:.3g} = {ratio:.3g} \u00d7 threshold")
     return titles
 
 
@@ -252,6 +262,10 @@ def _score_panel(ax: Axes, series: Series, split: Split, rec: ScoreRecord,
     scores = rec.scores
     finite = scores[np.isfinite(scores)]
     warmup = int(np.argmax(np.isfinite(scores))) if finite.size else len(scores)
+    if rec.postprocessed and rec.raw_scores is not None:
+        ax.plot(x, rec.raw_scores, lw=0.5, color="0.7", label="reconstruction error")
+        raw = rec.raw_scores[np.isfinite(rec.raw_scores)]
+        finite = np.concatenate([finite, raw[raw > 0]])
     ax.plot(x, scores, lw=0.6, color=_SCORE,
             label=f"score (none for\nthe first {warmup} points)" if warmup else "score")
     ax.axhline(rec.threshold, color=_DETECT, ls="--", lw=1.2, gid=THRESHOLD_GID,
@@ -261,8 +275,13 @@ def _score_panel(ax: Axes, series: Series, split: Split, rec: ScoreRecord,
     if not _log_score_axis(ax, finite, rec.threshold):
         ax.yaxis.set_major_formatter(_plain())
         ax.set_ylabel("score")
-    ax.set_title("Anomaly score: reconstruction error of the window ending at each point "
-                 "(squared error, normalised units)", loc="left", y=1.0)
+    if rec.postprocessed:
+        ax.set_title("Anomaly score: reconstruction error of the window ending at each point "
+                     "(grey) and the post-processed output that is thresholded", loc="left",
+                     y=1.0)
+    else:
+        ax.set_title("Anomaly score: reconstruction error of the window ending at each point "
+                     "(squared error, normalised units)", loc="left", y=1.0)
     _legend_right(ax)
 
 

@@ -25,11 +25,27 @@ END = "<!-- results:end -->"
 
 LABELS = {
     "rnnad": "**rnnad** (LSTM encoder-decoder)",
+    "rnnad_raw": "rnnad without post-processing (raw errors)",
     "rolling_gaussian": "rolling Gaussian (z-score)",
     "isolation_forest": "Isolation Forest (same windows)",
     "null": "null (never detects)",
     "random": "random (uniform scores)",
+    "null_pp": "post-processing alone (null + rnnad's post-processing)",
+    "rolling_gaussian_pp": "rolling Gaussian + rnnad's post-processing",
 }
+NAB_PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+# NAB's scoreboard (standard / reward low FP / reward low FN), as issue 8 quotes it; None where
+# the profile's figure is not quoted. windowedGaussian: NAB's published_scores.json, which our
+# scorer reproduces (tests/test_nab_scorer.py).
+NAB_PUBLISHED: list[tuple[str, tuple[float | None, float | None, float | None]]] = [
+    ("ARTime (published)", (74.9, 65.2, 80.4)),
+    ("Numenta HTM (published, 70.1-70.5)", (70.1, None, None)),
+    ("CAD OSE (published)", (69.9, 67.0, 73.2)),
+    ("windowedGaussian (published)", (39.65, 20.87, 47.41)),
+    ("Merlion LSTMED (under NAB's rules, as quoted)", (38.0, None, None)),
+    ("pyod LSTMAD (under NAB's rules, as quoted)", (32.0, None, None)),
+]
+NAB_TARGETS = (75.0, 67.0, 80.0)
 
 MAIN_COLUMNS: list[tuple[str, str, str]] = [
     # (header, section, key)
@@ -106,6 +122,35 @@ def details_table(detectors: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _profiles(nab: Mapping[str, Any] | None) -> str:
+    if not nab:
+        return "–"
+    return " / ".join(_fmt(nab.get(p), 2) for p in NAB_PROFILES)
+
+
+def nab_table(detectors: Mapping[str, Any]) -> list[str]:
+    """NAB's three profiles on the whole corpus and on each fixed half (hyperparameters are
+    chosen on half a; half b is held out), our detectors next to the published ones."""
+    some = next((d["nab"] for d in detectors.values() if "nab" in d), {})
+    sizes = {h: some.get(f"half_{h}", {}).get("series", 0) for h in ("a", "b")}
+    lines = _header(["NAB score: standard / low FP / low FN",
+                     f"all {some.get('series', 0)} files",
+                     f"half a ({sizes['a']} files, tuning)",
+                     f"half b ({sizes['b']} files, held out)"])
+    for name, d in detectors.items():
+        nab = d.get("nab")
+        if nab is None:
+            continue
+        lines.append(_row([LABELS.get(name, name), _profiles(nab), _profiles(nab.get("half_a")),
+                           _profiles(nab.get("half_b"))]))
+    for name, figures in NAB_PUBLISHED:
+        lines.append(_row([name, _profiles(dict(zip(NAB_PROFILES, figures, strict=True))),
+                           "–", "–"]))
+    lines.append(_row(["target (issue 8)",
+                       _profiles(dict(zip(NAB_PROFILES, NAB_TARGETS, strict=True))), "–", "–"]))
+    return lines
+
+
 def category_table(per_series: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Mean of each measure over the series of a category, where defined."""
     by_cat: dict[str, list[Mapping[str, Any]]] = {}
@@ -127,6 +172,8 @@ def results_block(metrics: Mapping[str, Any]) -> str:
         detectors = metrics["detectors"]
         rnn = detectors["rnnad"]["overall"]
         lines = [BEGIN, ""]
+        lines += nab_table(detectors)
+        lines += [""]
         lines += detectors_table(detectors)
         lines += ["", "Counts behind the event, range and point measures:", ""]
         lines += details_table(detectors)
@@ -198,7 +245,9 @@ def dataset_table(name: str, metrics: Mapping[str, Any]) -> list[str]:
 def combined_events(runs: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[str]:
     """Event-wise P/R/F1 of several datasets together (their event counts summed)."""
     lines = _header(["detector", "event P", "event R", "event F1", "events TP / FP / FN"])
-    for det in runs[names[0]]["detectors"]:
+    shared = [d for d in runs[names[0]]["detectors"]
+              if all(d in runs[n]["detectors"] for n in names)]
+    for det in shared:
         counts = EventCounts(*(sum(runs[n]["detectors"][det]["overall"][k] for n in names)
                                for k in ("event_tp", "event_fp", "event_fn")))
         prf = event_prf(counts)
@@ -209,6 +258,29 @@ def combined_events(runs: Mapping[str, Mapping[str, Any]], names: Sequence[str])
     return lines
 
 
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings_line(evaluate: Mapping[str, Any] | None) -> str:
+    """Which ``evaluate`` settings a saved run used, as the differences from the defaults."""
+    from rnnad.config import EvaluateParams
+
+    if evaluate is None:
+        return "Evaluate settings not recorded."
+    ours = _flatten(EvaluateParams.model_validate(evaluate).model_dump())
+    default = _flatten(EvaluateParams().model_dump())
+    changed = [f"`evaluate.{k}={ours[k]}`" for k in ours if ours[k] != default[k]]
+    return ("Default evaluate settings." if not changed else
+            "Evaluate settings changed from the defaults: " + ", ".join(changed) + ".")
+
+
 def datasets_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [DATASETS_BEGIN, ""]
     for name in [n for n in DATASET_ORDER if n in runs]:
@@ -216,7 +288,8 @@ def datasets_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
         o = m["detectors"]["rnnad"]["overall"]
         lines += [f"**{DATASET_TITLES.get(name, name)}** (`data.dataset={name}`): "
                   f"{o['series']} series, {o['points']} test points, {o['anomalous']} labelled "
-                  f"anomalous, {o.get('event_tp', 0) + o.get('event_fn', 0)} labelled events.",
+                  f"anomalous, {o.get('event_tp', 0) + o.get('event_fn', 0)} labelled events. "
+                  f"{settings_line(m.get('evaluate'))}",
                   "", *dataset_table(name, m), ""]
     if "smap" in runs and "msl" in runs:
         lines += ["**SMAP and MSL together** (event counts summed):", "",
@@ -231,7 +304,8 @@ def load_dataset_runs(directory: Path) -> dict[str, Any]:
 
 
 def save_dataset(metrics_path: Path, directory: Path) -> Path:
-    """Copy a run's metrics (without the per-series block) to ``<directory>/<dataset>.json``."""
+    """Copy a run's metrics to ``<directory>/<dataset>.json``, with the ``evaluate`` block of
+    the run's ``params.yaml`` (next to its ``reports/``) when there is one."""
     from rnnad.io import write_json
 
     metrics = read_json(metrics_path)
@@ -239,8 +313,14 @@ def save_dataset(metrics_path: Path, directory: Path) -> Path:
     if not name:
         raise ReportError(f"{metrics_path}: no 'dataset' key; rerun the evaluate stage")
     out = directory / f"{name}.json"
-    write_json(out, {"dataset": name, "detectors": metrics["detectors"],
-                     "per_series": metrics["per_series"]})
+    saved = {"dataset": name, "detectors": metrics["detectors"],
+             "per_series": metrics["per_series"]}
+    params_file = metrics_path.resolve().parent.parent / "params.yaml"
+    if params_file.is_file():  # the run's evaluate settings, for the reader of the table
+        import yaml
+
+        saved["evaluate"] = yaml.safe_load(params_file.read_text()).get("evaluate")
+    write_json(out, saved)
     return out
 
 

@@ -10,17 +10,20 @@ from typing import Any
 import numpy as np
 
 from rnnad import measures
-from rnnad.config import EvaluateParams, Params
+from rnnad.config import EvaluateParams, Params, PostprocessParams, ThresholdParams
 from rnnad.datasets.registry import Measures, get_dataset
 from rnnad.datasets.series import Series
 from rnnad.io import atomic_dir, atomic_path, save_npz, series_filename, write_json
 from rnnad.metrics import curves, point_metrics
 from rnnad.pipeline.common import THRESHOLDS, load_index, load_series, load_splits
+from rnnad.postprocess import postprocess
 from rnnad.scoring import flag
 from rnnad.split import Split
-from rnnad.thresholds import choose_threshold
+from rnnad.thresholds import choose_threshold, dynamic_flags
 
 DETECTOR = "rnnad"
+RAW = "rnnad_raw"  # the same model's raw reconstruction scores, without the post-processing
+POSTPROCESSED = "_pp"  # suffix of a baseline given the RNN's post-processing
 # per-series entries that are not measures to repeat in the overall block
 PER_SERIES_ONLY = ("threshold",)
 MEAN_KEYS = ("precision", "recall", "f1", "auc_roc", "auc_pr", "event_f1", "range_f1")
@@ -41,19 +44,28 @@ class Assessment:
     nab_output: dict[str, tuple[Series, np.ndarray]] = field(default_factory=dict)
 
     def add(self, series: Series, split: Split, scores: np.ndarray,
-            extra_measures: Measures | None = None) -> tuple[float, np.ndarray]:
-        """Threshold ``scores`` on the validation part's normal points, measure the test part;
-        returns the threshold and the flags of the whole series.
+            extra_measures: Measures | None = None,
+            threshold: float | None = None) -> tuple[float, np.ndarray]:
+        """Threshold ``scores`` on the validation part's normal points (or at ``threshold``,
+        a fixed alarm level), measure the test part; returns the threshold and the flags of
+        the whole series.
 
         The test part is every point after the validation part that has a score: in a series
         of several segments (C-MAPSS's engines, SMAP's train and test arrays) the first
         ``window.length - 1`` points of each segment have none and are left out (counted in
         ``unscored``); in a series of one segment every test point must have a score.
         """
-        val = slice(split.train_end, split.val_end)
-        val_normal = scores[val][(series.labels[val] == 0) & np.isfinite(scores[val])]
-        threshold = choose_threshold(val_normal, self.params.threshold)
-        flags = flag(scores, threshold).astype(np.int8)
+        tp = self.params.threshold
+        if threshold is not None:
+            flags = flag(scores, threshold).astype(np.int8)
+        else:
+            threshold = validation_threshold(scores, series.labels, split, tp)
+            flags = flag(scores, threshold).astype(np.int8)
+            if tp.method == "dynamic":  # flags from the unlabelled test scores instead
+                flags[: split.val_end] = 0
+                d = tp.dynamic
+                flags[split.val_end :] = dynamic_flags(scores[split.val_end :], d.z_min,
+                                                       d.z_max, d.z_step, d.prune, d.buffer)
         test_mask = np.zeros(len(scores), dtype=bool)
         test_mask[split.val_end :] = True
         unscored = test_mask & ~np.isfinite(scores)
@@ -116,6 +128,22 @@ class Assessment:
         return out
 
 
+def validation_threshold(scores: np.ndarray, labels: np.ndarray, split: Split,
+                         params: ThresholdParams) -> float:
+    """``evaluate.threshold``'s choice on the validation part's normal points."""
+    val = slice(split.train_end, split.val_end)
+    val_normal = scores[val][(labels[val] == 0) & np.isfinite(scores[val])]
+    return choose_threshold(val_normal, params)
+
+
+def detector_output(raw: np.ndarray, values: np.ndarray, series: Series,
+                    params: PostprocessParams) -> tuple[np.ndarray, float | None]:
+    """The post-processed scores of one detector and its fixed alarm level (None: the
+    threshold is chosen on validation scores)."""
+    out = postprocess(raw, values, params, series.segments)
+    return out, (params.level if params.on_likelihood_scale else None)
+
+
 def _event_counts(counts: measures.EventCounts) -> dict[str, int]:
     return {"event_tp": counts.tp, "event_fp": counts.fp, "event_fn": counts.fn}
 
@@ -155,7 +183,8 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
     torch.set_num_threads(params.train.threads)
     splits = load_splits(splits_path)
     ev = params.evaluate
-    names = [DETECTOR, *ev.baselines.detectors]
+    processed = [f"{name}{POSTPROCESSED}" for name in ev.baselines.postprocessed]
+    names = [DETECTOR, RAW, *ev.baselines.detectors, *processed]
     runs = {name: Assessment(ev) for name in names}
     thresholds: dict[str, float] = {}
     length = params.window.length
@@ -167,18 +196,32 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
             x = scaler.transform(series.values)
             reconstruct = reconstructor(model)
             targets = spec.get("targets")
-            scores, channel_err = score_points(
+            raw, channel_err = score_points(
                 x, length, reconstruct, ev.reduce, ev.batch_size, targets=targets,
                 error_scale=spec.get("error_scale"), segments=series.segments, per_channel=True)
-            threshold, flags = runs[DETECTOR].add(series, split, scores, dataset.extra_measures)
-            thresholds[series.id] = threshold
-            for name in ev.baselines.detectors:
-                runs[name].add(series, split, baseline_scores(
+            # the spatial step watches the channels the model reconstructs
+            watched = x if targets is None else x[:, list(targets)]
+            scores, level = detector_output(raw, watched, series, ev.postprocess)
+            threshold, flags = runs[DETECTOR].add(series, split, scores, dataset.extra_measures,
+                                                  level)
+            # the service flags raw scores: their threshold, whatever the post-processing
+            thresholds[series.id], _ = runs[RAW].add(series, split, raw, dataset.extra_measures)
+            baseline_raw = {}
+            for name in {*ev.baselines.detectors, *ev.baselines.postprocessed}:
+                baseline_raw[name] = baseline_scores(
                     name, x, series.labels, split, series.id, length, ev.baselines,
-                    series.segments), dataset.extra_measures)
+                    series.segments)
+            for name in ev.baselines.detectors:
+                runs[name].add(series, split, baseline_raw[name], dataset.extra_measures)
+            for name in ev.baselines.postprocessed:
+                out, base_level = detector_output(baseline_raw[name], watched, series,
+                                                  ev.postprocess)
+                runs[f"{name}{POSTPROCESSED}"].add(series, split, out, dataset.extra_measures,
+                                                   base_level)
             ends = _example_ends(scores, series.labels, split, length)
             ex_in = np.stack([x[e - length + 1 : e + 1] for e in ends])
-            save_npz(tmp / series_filename(series.id, ".npz"), scores=scores, flags=flags,
+            save_npz(tmp / series_filename(series.id, ".npz"), scores=scores, raw_scores=raw,
+                     flags=flags,
                      threshold=np.array(threshold), example_ends=np.array(ends),
                      example_inputs=ex_in, example_recon=reconstruct(ex_in),
                      targets=np.array(targets if targets is not None else
@@ -224,6 +267,16 @@ def nab_scores(output: dict[str, tuple[Series, np.ndarray]], raw_dir: Path) -> d
         out[profile] = round(r.normalised, 4)
     for profile, r in results.items():
         out[f"threshold_{profile}"] = round(r.threshold, 6)
+    half = nab_scorer.corpus_halves(list(output))
+    for name in nab_scorer.HALVES:
+        part = {sid: v for sid, v in output.items() if half[sid] == name}
+        if not part:
+            continue
+        scored = nab_scorer.score_arrays(
+            {sid: (s.timestamps, scores) for sid, (s, scores) in part.items()}, windows,
+            profiles)
+        out[f"half_{name}"] = {"series": len(part),
+                               **{p: round(r.normalised, 4) for p, r in scored.items()}}
     return out
 
 
