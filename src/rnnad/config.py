@@ -115,6 +115,8 @@ class DynamicThresholdParams(_Strict):
     z_step: float = Field(0.5, gt=0.0)
     prune: float = Field(0.0, ge=0.0, lt=1.0)  # minimum step down between sequence maxima
     buffer: int = Field(100, ge=0)  # points added on each side of a flagged sequence
+    max_sequences: int = Field(5, ge=1)  # a threshold flagging more sequences is not chosen
+    max_fraction: float = Field(0.5, gt=0.0, le=1.0)  # nor one flagging this share of points
 
     @model_validator(mode="after")
     def _z_range(self) -> DynamicThresholdParams:

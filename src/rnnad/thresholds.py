@@ -37,12 +37,16 @@ def runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 
 def dynamic_flags(errors: np.ndarray, z_min: float = 2.5, z_max: float = 12.0,
-                  z_step: float = 0.5, prune: float = 0.13, buffer: int = 0) -> np.ndarray:
+                  z_step: float = 0.5, prune: float = 0.13, buffer: int = 0,
+                  max_sequences: int = 5, max_fraction: float = 0.5) -> np.ndarray:
     """Hundman et al.'s (2018) nonparametric threshold on (smoothed) errors, unsupervised.
 
     The threshold mu + z * sigma (z from ``z_min`` to ``z_max``) that most reduces the mean and
     the standard deviation of the errors left below it, relative to how many points and
-    sequences it flags: ``(dmu / mu + dsigma / sigma) / (n_flagged + n_sequences ** 2)``.
+    sequences it flags: ``(dmu / mu + dsigma / sigma) / (n_flagged + n_sequences ** 2)``,
+    among the thresholds that flag at most ``max_sequences`` sequences and less than
+    ``max_fraction`` of the points (telemanom's limits: without them, noise flagged everywhere
+    and merged by the buffer into one sequence would "detect" every labelled event).
     Flagged sequences (each widened by ``buffer`` points on both sides, merged where they
     meet) are then pruned: with their maxima in decreasing order and the largest unflagged
     error after them, a sequence is kept only if some step down from it or a later one to the
@@ -66,6 +70,8 @@ def dynamic_flags(errors: np.ndarray, z_min: float = 2.5, z_max: float = 12.0,
         if not above.any() or len(below) < 2:
             continue
         n_seq = len(runs(above))
+        if n_seq > max_sequences or above.sum() >= max_fraction * len(v):
+            continue
         score = ((mu - below.mean()) / mu + (sigma - below.std()) / sigma) / (
             above.sum() + n_seq ** 2)
         if score > best:

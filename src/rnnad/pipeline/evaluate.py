@@ -64,8 +64,9 @@ class Assessment:
             if tp.method == "dynamic":  # flags from the unlabelled test scores instead
                 flags[: split.val_end] = 0
                 d = tp.dynamic
-                flags[split.val_end :] = dynamic_flags(scores[split.val_end :], d.z_min,
-                                                       d.z_max, d.z_step, d.prune, d.buffer)
+                flags[split.val_end :] = dynamic_flags(
+                    scores[split.val_end :], d.z_min, d.z_max, d.z_step, d.prune, d.buffer,
+                    d.max_sequences, d.max_fraction)
         test_mask = np.zeros(len(scores), dtype=bool)
         test_mask[split.val_end :] = True
         unscored = test_mask & ~np.isfinite(scores)
