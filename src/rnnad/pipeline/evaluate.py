@@ -208,7 +208,7 @@ def evaluate_stage(params: Params, processed_dir: Path, splits_path: Path, model
             # the service flags raw scores: their threshold, whatever the post-processing
             thresholds[series.id], _ = runs[RAW].add(series, split, raw, dataset.extra_measures)
             baseline_raw = {}
-            for name in {*ev.baselines.detectors, *ev.baselines.postprocessed}:
+            for name in dict.fromkeys([*ev.baselines.detectors, *ev.baselines.postprocessed]):
                 baseline_raw[name] = baseline_scores(
                     name, x, series.labels, split, series.id, length, ev.baselines,
                     series.segments)
