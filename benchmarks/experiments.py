@@ -138,7 +138,8 @@ def export(out: Path) -> None:
         "",
         "Exported from `dvc exp show` by `benchmarks/experiments.py`. `workspace` and `main` "
         "are the committed default; each experiment changes it as its parameter columns show "
-        "(the names say what was tried; `pp.` is `evaluate.postprocess.`). Sorted by NAB "
+        "(the names say what was tried; `pp.` abbreviates the post-processing params under "
+        "`evaluate`). Sorted by NAB "
         "standard on half a, the half "
         "hyperparameters are chosen on; half b is held out. How the default's post-processing "
         "was found: `reports/nab_tuning.md`.",
