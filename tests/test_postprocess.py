@@ -118,3 +118,11 @@ def test_corpus_halves_alternate_within_each_category() -> None:
                                   "b/x3": "a", "c/only": "a"}
     # a category's halves do not depend on which other categories are selected
     assert corpus_halves(["b/x1", "b/x2", "b/x3"]) == {"b/x1": "a", "b/x2": "b", "b/x3": "a"}
+
+
+def test_segment_starts_need_not_include_zero() -> None:
+    rng = np.random.default_rng(1)
+    scores, values = rng.gamma(1.0, size=50), rng.normal(size=(50, 1))
+    np.testing.assert_array_equal(postprocess(scores, values, ALL, segments=np.array([20])),
+                                  postprocess(scores, values, ALL, segments=np.array([0, 20])))
+    assert len(postprocess(scores, values, ALL, segments=np.array([], dtype=np.int64))) == 50

@@ -110,9 +110,8 @@ def postprocess(scores: np.ndarray, values: np.ndarray, params: PostprocessParam
         values = values[:, None]
     if len(values) != len(scores):
         raise ValueError(f"{len(scores)} scores for {len(values)} values")
-    bounds = [0] if segments is None or len(segments) == 0 else \
-        np.asarray(segments, dtype=np.int64).tolist()
-    bounds = [*bounds, len(scores)]
+    starts = [] if segments is None else np.asarray(segments, dtype=np.int64).tolist()
+    bounds = sorted({0, *(b for b in starts if 0 < b < len(scores)), len(scores)})
     return np.concatenate([_steps(scores[a:b], values[a:b], params)
                            for a, b in itertools.pairwise(bounds)])
 
