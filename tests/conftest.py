@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rnnad  # noqa: F401  (first: its CPU pins must be set before torch runs; see rnnad/__init__)
+
 REPO = Path(__file__).resolve().parents[1]
 # Developers and CI run with RNNAD_DATA_MIRROR=../shared/datasets (relative to the repo root);
 # that is also where the tests look when the variable is not set.

@@ -106,10 +106,23 @@ def test_segments_restart_every_step() -> None:
 
 
 def test_scale_steps_need_the_likelihood() -> None:
-    with pytest.raises(ValidationError, match=r"postprocess\.suppress needs the likelihood"):
+    with pytest.raises(ValidationError, match=r"postprocess\.suppress need the likelihood"):
         PostprocessParams(likelihood=LikelihoodParams(window=0), spatial=0, suppress=5)
-    with pytest.raises(ValidationError, match=r"postprocess\.spatial needs the likelihood"):
+    with pytest.raises(ValidationError, match=r"postprocess\.spatial need the likelihood"):
         PostprocessParams(likelihood=LikelihoodParams(window=0), suppress=0, spatial=0.1)
+    with pytest.raises(ValidationError, match=r"spatial and evaluate\.postprocess\.suppress"):
+        PostprocessParams(likelihood=LikelihoodParams(window=0))
+
+
+def test_params_the_steps_cannot_run_with_are_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"smooth 0\.5 must be 0 \(off\) or"):
+        PostprocessParams(smooth=0.5)
+    with pytest.raises(ValidationError, match=r"likelihood\.window 5 must be 0 \(off\) or at "
+                       r"least max\(short, 2\) = 10"):
+        LikelihoodParams(window=5, short=10)
+    with pytest.raises(ValidationError, match=r"= 2"):
+        LikelihoodParams(window=1, short=1)
+    assert LikelihoodParams(window=2, short=1).window == 2
 
 
 def test_corpus_halves_alternate_within_each_category() -> None:

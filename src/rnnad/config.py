@@ -145,6 +145,13 @@ class LikelihoodParams(_Strict):
     short: int = Field(10, ge=1)  # points averaged into the current value
     transform: Literal["none", "log"] = "none"
 
+    @model_validator(mode="after")
+    def _window_holds_the_short_mean(self) -> LikelihoodParams:
+        if 0 < self.window < max(self.short, 2):
+            raise ValueError(f"evaluate.postprocess.likelihood.window {self.window} must be 0 "
+                             f"(off) or at least max(short, 2) = {max(self.short, 2)}")
+        return self
+
 
 class PostprocessParams(_Strict):
     """Causal steps from raw scores to the detector's output (rnnad.postprocess).
@@ -162,11 +169,16 @@ class PostprocessParams(_Strict):
 
     @model_validator(mode="after")
     def _scale_steps_need_the_likelihood(self) -> PostprocessParams:
+        if 0 < self.smooth < 1:
+            raise ValueError(f"evaluate.postprocess.smooth {self.smooth} must be 0 (off) or an "
+                             "EWMA span of at least 1 point")
         if self.likelihood.window == 0:
-            for name in ("spatial", "suppress"):
-                if getattr(self, name) > 0:
-                    raise ValueError(f"evaluate.postprocess.{name} needs the likelihood step "
-                                     "(evaluate.postprocess.likelihood.window > 0)")
+            on = [f"evaluate.postprocess.{name}" for name in ("spatial", "suppress")
+                  if getattr(self, name) > 0]
+            if on:
+                raise ValueError(f"{' and '.join(on)} need the likelihood step "
+                                 "(evaluate.postprocess.likelihood.window > 0); set them to 0 "
+                                 "too")
         return self
 
     @property

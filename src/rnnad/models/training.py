@@ -42,6 +42,12 @@ class TrainResult:
 
 
 def seed_everything(seed: int, threads: int) -> None:
+    """Seeds, thread count and deterministic kernels for a training run. oneDNN is turned off
+    for it: its LSTM/GRU kernels choose their blocking by CPU (and so the order they sum in);
+    without it the recurrent layers run on ATen and MKL, which ``rnnad.CPU_PINS`` hold to
+    AVX2, so the same seed trains the same weights on any AVX2 machine (the speed is the
+    same here)."""
+    torch.backends.mkldnn.enabled = False
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
