@@ -6,9 +6,9 @@ files, beside the default's own raw scores:
 
 - ``continual``: continual learning within NAB's rules. Every ``--every`` of a series' length
   after its validation part, the model is fine-tuned (``--epochs`` epochs at ``--lr``, early
-  stopping on the last 20% of the windows) on windows of everything seen so far, labels
-  unused; the next stretch is scored by that model. Only earlier points train a model that
-  scores a point.
+  stopping on the last 20% of the windows) on ``--max-windows`` windows spread evenly over
+  everything seen so far, labels unused; the next stretch is scored by that model. Only
+  earlier points train a model that scores a point.
 - ``mahalanobis``: Malhotra et al. 2016's Gaussian of error vectors. The absolute errors of a
   window's positions form a vector; a Gaussian (mean, covariance, ridge 1e-3 of the error
   variance) fitted to the validation windows' vectors scores each window by its squared
@@ -68,8 +68,8 @@ def _score(params: Params, model: Any, spec: dict, x: np.ndarray, series: Any) -
                         segments=series.segments)
 
 
-def continual(root: Path, entry: dict[str, Any], every: float, epochs: int,
-              lr: float) -> tuple[str, np.ndarray]:
+def continual(root: Path, entry: dict[str, Any], every: float, epochs: int, lr: float,
+              max_windows: int) -> tuple[str, np.ndarray]:
     from rnnad.models.training import fit, seed_everything
     from rnnad.windows import sliding_windows, window_ends, within_segments
 
@@ -85,7 +85,7 @@ def continual(root: Path, entry: dict[str, Any], every: float, epochs: int,
     start = split.val_end + step
     while start < len(x):
         seen = ends[ends < start]  # windows wholly before the stretch to score
-        pick = seen[np.linspace(0, len(seen) - 1, min(params.train.max_windows, len(seen)))
+        pick = seen[np.linspace(0, len(seen) - 1, min(max_windows, len(seen)))
                     .round().astype(np.int64)]
         cut = int(0.8 * len(pick))
         fit(model, windows[pick[:cut] - length + 1], windows[pick[cut:] - length + 1], tune)
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=0.15)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--max-windows", type=int, default=2000,
+                        help="continual: windows (evenly spread over the past) per fine-tuning")
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args(argv)
     root = args.root.resolve()
@@ -172,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if idea == "continual":
             raw = _all(partial(continual, root, every=args.every, epochs=args.epochs,
-                               lr=args.lr), entries, jobs)
-            label = f"continual (every {args.every}, {args.epochs} epochs, lr {args.lr})"
+                               lr=args.lr, max_windows=args.max_windows), entries, jobs)
+            label = (f"continual (every {args.every}, {args.epochs} epochs, lr {args.lr}, "
+                     f"{args.max_windows} windows)")
         elif idea == "mahalanobis":
             raw = _all(partial(mahalanobis, root), entries, jobs)
             label = "mahalanobis (Gaussian of error vectors)"
