@@ -128,16 +128,22 @@ def seed_spread(runs: dict[str, dict[str, Any]]) -> list[str]:
             "so seed 42's half-a score is expected to be the highest.", ""]
 
 
-def export(out: Path) -> None:
-    table = dvc("exp", "show", "--md", "--no-pager", "--drop", ".*", *_flags("--keep", KEEP),
+def export(out: Path, commits: int = 1) -> None:
+    """``commits``: how many commits back from HEAD to show experiments of (experiments hang
+    off the commit they started from; a commit made while they ran starts a second group)."""
+    last = ("-n", str(commits))
+    table = dvc("exp", "show", "--md", "--no-pager", *last, "--drop", ".*",
+                *_flags("--keep", KEEP),
         "--sort-by",
         "reports/metrics.json:detectors.rnnad.nab.half_a.standard", "--sort-order", "desc",
         capture=True)
     text = [
         "# Experiments (issue 8)",
         "",
-        "Exported from `dvc exp show` by `benchmarks/experiments.py`. `workspace` and `main` "
-        "are the committed default; each experiment changes it as its parameter columns show "
+        "Exported from `dvc exp show` by `benchmarks/experiments.py`. `workspace`, `main` "
+        "and a row named by a commit hash are the committed default (a commit made while "
+        "experiments ran starts a second group under it; its metrics are the same); each "
+        "experiment changes it as its parameter columns show "
         "(the names say what was tried; `pp.` abbreviates the post-processing params under "
         "`evaluate`). Sorted by NAB "
         "standard on half a, the half "
@@ -151,7 +157,7 @@ def export(out: Path) -> None:
         "",
         table.strip(),
         "",
-        *seed_spread(_runs(json.loads(dvc("exp", "show", "--json", "--no-pager",
+        *seed_spread(_runs(json.loads(dvc("exp", "show", "--json", "--no-pager", *last,
                                           capture=True)))),
     ]
     out.write_text("\n".join(text).replace("detectors.rnnad.", "rnnad.")
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", action="store_true", help="only export the table")
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--out", type=Path, default=REPO / "reports/experiments.md")
+    parser.add_argument("--commits", type=int, default=1,
+                        help="export the experiments of this many commits back from HEAD")
     args = parser.parse_args(argv)
     if not args.export:
         done = set(dvc("exp", "list", "--name-only", capture=True).split())
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             # --temp: in a copy under .dvc/tmp/exps, the workspace stays the default
             # up to the evaluate stage: plots and the package are not what is compared
             dvc("exp", "run", "--temp", "-n", name, *_flags("-S", overrides), "evaluate")
-    export(args.out)
+    export(args.out, args.commits)
     return 0
 
 
