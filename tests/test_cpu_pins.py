@@ -1,7 +1,7 @@
 """The CPU pins set by ``import rnnad`` (``rnnad.CPU_PINS``): the same seed trains the same
 weights whatever the CPU's widest instruction set, because MKL, oneDNN and ATen are held to
-AVX2. Each case trains a small model in a fresh process, so the pins are read as a stage
-script's process reads them."""
+AVX2 (and training runs without oneDNN). Each case trains a small model in a fresh process, so
+the pins are read as a stage script's process reads them."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ import pytest
 import rnnad
 
 TRAIN = textwrap.dedent("""
-    {first}
     import hashlib
+    import rnnad  # first, as in a stage script
     import numpy as np
     import torch
-    import rnnad
     from rnnad.config import ModelParams, TrainParams
     from rnnad.models.encdec import build_model
     from rnnad.models.training import fit, seed_everything
@@ -39,9 +38,9 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-def _train(first: str = "", **env: str) -> tuple[str, str]:
+def _train(**env: str) -> tuple[str, str]:
     clean = {k: v for k, v in os.environ.items() if k not in rnnad.CPU_PINS}
-    out = subprocess.run([sys.executable, "-c", TRAIN.format(first=first)],
+    out = subprocess.run([sys.executable, "-c", TRAIN],
                          env={**clean, **env}, capture_output=True, text=True, timeout=300,
                          check=True).stdout.split()
     return out[0], out[1]
@@ -63,8 +62,8 @@ def test_import_sets_the_pins_and_keeps_a_users_own() -> None:
 
 @x86
 def test_pins_from_the_import_train_what_pins_from_the_environment_train() -> None:
-    by_import = _train()  # rnnad's import comes first in a stage script
-    by_env = _train(first="", MKL_CBWR="AVX2", ONEDNN_MAX_CPU_ISA="AVX2",
+    by_import = _train()  # rnnad's import comes before torch's, as in a stage script
+    by_env = _train(MKL_CBWR="AVX2", ONEDNN_MAX_CPU_ISA="AVX2",
                     ATEN_CPU_CAPABILITY="avx2")
     assert by_import == by_env
     assert by_import[0] == "AVX2"

@@ -6,10 +6,10 @@ the environment already sets them. Without the pins, the same seed trains differ
 an AVX-512 machine and on an AVX2 one (MKL picks other kernels, summing in another order), and
 the NAB score of the default run moved by more than a point between two machines of this
 project. Training also turns oneDNN off (``rnnad.models.training.seed_everything``), whose
-kernels may block by cache size; MKL documents its pinned results as the same on every
-processor that has the pinned instruction set. The pins
-take effect only when set before torch runs its first operation: the stage scripts, the service
-and the tests import rnnad before they import torch.
+kernels may block by cache size; Intel documents pinned MKL results as the same on its
+processors that have the pinned instruction set, at a fixed thread count (other vendors' are
+not promised). The pins take effect only when set before torch runs its first operation: the
+stage scripts, the service and the tests import rnnad before they import torch.
 """
 
 from __future__ import annotations
