@@ -27,6 +27,7 @@ About 20 minutes on 2 cores (the ensemble trains two more models per series).
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import sys
 import time
@@ -48,14 +49,29 @@ from nab_tuning import Corpus
 IDEAS = ("continual", "mahalanobis", "ensemble")
 
 
+@functools.cache
+def _run_inputs(root: Path) -> tuple[Params, dict[str, Any]]:
+    """params.yaml and splits.json, read once per worker process."""
+    return load_params(root / "params.yaml"), load_splits(root / "data/split/splits.json")
+
+
 def _context(root: Path, entry: dict[str, Any]) -> tuple[Params, Any, Any, np.ndarray, Any, dict]:
     from rnnad.models.store import load_model
 
-    params = load_params(root / "params.yaml")
+    params, splits = _run_inputs(root)
     series = load_series(root / "data/processed", entry)
-    split, scaler = load_splits(root / "data/split/splits.json")[series.id]
+    split, scaler = splits[series.id]
     model, spec = load_model(root / "models", series.id)
     return params, series, split, scaler.transform(series.values), model, spec
+
+
+def _scored_windows(x: np.ndarray, length: int, segments: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of ``x`` (a view) and the ends of those that score a point (none crossing
+    a segment start), as :func:`rnnad.scoring.score_points` picks them."""
+    from rnnad.windows import sliding_windows, window_ends, within_segments
+
+    ends = window_ends(len(x), length)
+    return sliding_windows(x, length), ends[within_segments(ends, length, segments)]
 
 
 def _score(params: Params, model: Any, spec: dict, x: np.ndarray, series: Any) -> np.ndarray:
@@ -71,16 +87,13 @@ def _score(params: Params, model: Any, spec: dict, x: np.ndarray, series: Any) -
 def continual(root: Path, entry: dict[str, Any], every: float, epochs: int, lr: float,
               max_windows: int) -> tuple[str, np.ndarray]:
     from rnnad.models.training import fit, seed_everything
-    from rnnad.windows import sliding_windows, window_ends, within_segments
 
     params, series, split, x, model, spec = _context(root, entry)
     length = params.window.length
     raw = _score(params, model, spec, x, series)
     tune = params.train.model_copy(update={"epochs": epochs, "lr": lr, "patience": 3})
     seed_everything(params.train.seed, params.train.threads)
-    windows = sliding_windows(x, length)
-    ends = window_ends(len(x), length)
-    ends = ends[within_segments(ends, length, series.segments)]
+    windows, ends = _scored_windows(x, length, series.segments)
     step = max(int(every * len(x)), 200)
     start = split.val_end + step
     while start < len(x):
@@ -98,7 +111,6 @@ def continual(root: Path, entry: dict[str, Any], every: float, epochs: int, lr: 
 def mahalanobis(root: Path, entry: dict[str, Any]) -> tuple[str, np.ndarray]:
     from rnnad.models.encdec import reconstructor
     from rnnad.pipeline.train import training_windows
-    from rnnad.windows import sliding_windows, window_ends, within_segments
 
     params, series, split, x, model, spec = _context(root, entry)
     length, targets = params.window.length, list(spec["targets"])
@@ -114,9 +126,7 @@ def mahalanobis(root: Path, entry: dict[str, Any]) -> tuple[str, np.ndarray]:
     mean = fitted.mean(axis=0)
     cov = np.cov(fitted, rowvar=False) + np.eye(length) * max(1e-12, 1e-3 * fitted.var())
     inverse = np.linalg.inv(cov)
-    windows = sliding_windows(x, length)
-    ends = window_ends(len(x), length)
-    ends = ends[within_segments(ends, length, series.segments)]
+    windows, ends = _scored_windows(x, length, series.segments)
     out = np.full(len(x), np.nan)
     for i in range(0, len(ends), 4096):
         e = ends[i : i + 4096]
@@ -163,10 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Corpus(root)
     entries = load_index(root / "data/processed")
     jobs = params.train.jobs
-    pp = {f"likelihood.{k}": v for k, v in
-          params.evaluate.postprocess.likelihood.model_dump().items()}
-    pp.update({k: v for k, v in params.evaluate.postprocess.model_dump().items()
-               if k != "likelihood"})
     default_raw = dict(corpus.raw)
     rows: list[tuple[str, dict[str, np.ndarray], float | None]] = [
         ("default (main)", default_raw, None)]
@@ -187,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((f"seed {seed} alone (the default otherwise)", member, None))
             raw = {sid: np.mean([m[sid] for m in members], axis=0) for sid in default_raw}
             label = f"ensemble (seeds {params.train.seed}, {', '.join(map(str, args.seeds))})"
-        rows.append((label, raw, time.perf_counter() - start))
-        print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        rows.append((label, raw, seconds))
+        print(f"{label}: {seconds:.0f} s", flush=True)
     lines = [
         "# Model-side ideas (issue 8)",
         "",
@@ -200,13 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         "| raw scores | half a | half b | all 58 | seconds |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for label, raw, seconds in rows:
-        corpus.raw = raw
+    for label, raw, took_s in rows:
         cells = []
         for half in ("a", "b", None):
-            s = corpus.score(pp, half)
+            s = corpus.score_params(params.evaluate.postprocess, half, raw)
             cells.append(" / ".join(f"{v:.2f}" for v in s.values()))
-        took = "-" if seconds is None else f"{seconds:.0f}"
+        took = "-" if took_s is None else f"{took_s:.0f}"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {took} |")
     lines.append("")
     with atomic_path(args.out) as tmp:

@@ -71,11 +71,17 @@ class Corpus:
         self.half = nab.corpus_halves(list(self.series))
 
     def score(self, flat: dict[str, Any], half: str | None) -> dict[str, float]:
-        params = PostprocessParams.model_validate(_nested(flat))
+        """NAB scores of the grid point ``flat`` (dotted keys) on ``half`` (None: all)."""
+        return self.score_params(PostprocessParams.model_validate(_nested(flat)), half)
+
+    def score_params(self, params: PostprocessParams, half: str | None,
+                     raw: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+        """NAB scores of ``raw`` scores (default: the run's) post-processed with ``params``."""
+        raw = self.raw if raw is None else raw
         chosen = {sid: s for sid, s in self.series.items() if half is None or
                   self.half[sid] == half}
         output = {sid: (s.timestamps, np.nan_to_num(
-            postprocess(self.raw[sid], self.values[sid], params, s.segments), nan=0.0))
+            postprocess(raw[sid], self.values[sid], params, s.segments), nan=0.0))
             for sid, s in chosen.items()}
         results = nab.score_arrays(output, self.windows, self.profiles)
         return {p: round(r.normalised, 2) for p, r in results.items()}

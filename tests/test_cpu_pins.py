@@ -38,11 +38,15 @@ TRAIN = textwrap.dedent("""
 """)
 
 
+def _unpinned_env() -> dict[str, str]:
+    """This process's environment without the pins (conftest's import of rnnad set them)."""
+    return {k: v for k, v in os.environ.items() if k not in rnnad.CPU_PINS}
+
+
 def _train(**env: str) -> tuple[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k not in rnnad.CPU_PINS}
     out = subprocess.run([sys.executable, "-c", TRAIN],
-                         env={**clean, **env}, capture_output=True, text=True, timeout=300,
-                         check=True).stdout.split()
+                         env={**_unpinned_env(), **env}, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
     return out[0], out[1]
 
 
@@ -52,7 +56,7 @@ x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
 
 def test_import_sets_the_pins_and_keeps_a_users_own() -> None:
     code = "import os, rnnad; print(os.environ['MKL_CBWR'], os.environ['ONEDNN_MAX_CPU_ISA'])"
-    clean = {k: v for k, v in os.environ.items() if k not in rnnad.CPU_PINS}
+    clean = _unpinned_env()
     assert subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True,
                           text=True, check=True).stdout.split() == ["AVX2", "AVX2"]
     mine = subprocess.run([sys.executable, "-c", code], env={**clean, "MKL_CBWR": "AUTO"},
